@@ -1,0 +1,1 @@
+"""ops: a reusable data-safety toolkit for Django projects (backup, restore, media repair, health)."""

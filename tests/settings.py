@@ -1,0 +1,54 @@
+"""Settings for the test suite: the project's settings, on a real PostgreSQL server.
+
+The ``pg_server`` fixture (tests/conftest.py) fills in the server's address before any test
+database is created, so nothing here needs to know whether a throwaway cluster or
+TEST_DATABASE_URL is used.
+"""
+
+import os
+import tempfile
+
+# The developer's shell must not leak into tests: no production mode, no real Cloudinary account.
+for _name in (
+    "RENDER",
+    "PRODUCTION",
+    "DATABASE_URL",
+    "CLOUDINARY_URL",
+    "CLOUDINARY_CLOUD_NAME",
+    "CLOUDINARY_API_KEY",
+    "CLOUDINARY_API_SECRET",
+):
+    os.environ.pop(_name, None)
+
+from kidoo_preschool.settings import *  # noqa: E402,F403
+from kidoo_preschool.settings import INSTALLED_APPS, STORAGES  # noqa: E402
+
+DATABASES = {
+    # Placeholder address: replaced in place by the pg_server fixture before first use.
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "kidoo",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+    },
+    # For the tests whose subject is SQLite itself (the embedded default).
+    "sqlite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(tempfile.gettempdir(), "kidoo-tests.sqlite3"),
+        "TEST": {"NAME": os.path.join(tempfile.mkdtemp(prefix="kidoo-sqlite-"), "test.sqlite3")},
+    },
+}
+
+INSTALLED_APPS = [*INSTALLED_APPS]
+
+STORAGES = {
+    **STORAGES,
+    # The manifest storage needs collectstatic first; tests render admin pages without it.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = tempfile.mkdtemp(prefix="kidoo-test-media-")
+# The test client speaks plain HTTP; the redirect itself is tested with override_settings.
+SECURE_SSL_REDIRECT = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

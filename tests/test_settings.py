@@ -1,0 +1,85 @@
+"""The settings module: production safety and the embedded default, in fresh processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "RENDER": "true",
+    "SECRET_KEY": "a-production-secret-that-is-long-and-random-enough-0123456789-abcdefghij",
+    "RENDER_EXTERNAL_HOSTNAME": "kidoo-backend.onrender.com",
+    "DATABASE_URL": "postgres://kidoo:pw@db.internal:5432/kidoo",
+    "FRONTEND_ORIGINS": "https://kidoo.example.org",
+}
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLOUDINARY", "RENDER", "DATABASE_URL", "SECRET_KEY", "DEBUG", "PRODUCTION"))
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "kidoo_preschool.settings"
+    env.update(extra)
+    return env
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy__clean_under_production_variables() -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_clean_env(**PRODUCTION_ENV))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production__missing_secret_key_is_a_clear_startup_error() -> None:
+    env = _clean_env(**{k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"})
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "pw@" not in result.stderr
+
+
+def test_embedded_default__sqlite_and_local_media() -> None:
+    code = (
+        "import json; from django.conf import settings; import django; django.setup();"
+        "print(json.dumps([settings.DATABASES['default']['ENGINE'],"
+        " settings.STORAGES['default']['BACKEND'], settings.DEBUG]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, check=True
+    )
+    engine, media_backend, debug = json.loads(result.stdout)
+    assert engine == "django.db.backends.sqlite3"
+    assert media_backend == "django.core.files.storage.FileSystemStorage"
+    assert debug is False
+
+
+def test_cloudinary_credentials__media_go_to_cloudinary_through_storages() -> None:
+    code = (
+        "import json; from django.conf import settings; import django; django.setup();"
+        "apps = settings.INSTALLED_APPS;"
+        "print(json.dumps([settings.STORAGES['default']['BACKEND'],"
+        " apps.index('cloudinary_storage') > apps.index('django.contrib.staticfiles')]))"
+    )
+    env = _clean_env(CLOUDINARY_URL="cloudinary://key:secret@democloud")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    backend, after_staticfiles = json.loads(result.stdout)
+    assert backend == "cloudinary_storage.storage.MediaCloudinaryStorage"
+    assert after_staticfiles is True
