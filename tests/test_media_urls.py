@@ -1,0 +1,129 @@
+"""api.serializers.public_media_url: every stored shape becomes one correct, absolute URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.test import RequestFactory
+
+from api.models import Program
+from api.serializers import StoredMediaValue, parse_stored_media_value, public_media_url
+
+CLOUDINARY_URL = "https://res.cloudinary.com/demo/image/upload/v1/media/gallery/x"
+
+
+@pytest.fixture
+def request_on_site(settings: Any) -> Any:
+    settings.ALLOWED_HOSTS = ["kidoo-backend.onrender.com"]
+    return RequestFactory().get("/api/programs/", HTTP_HOST="kidoo-backend.onrender.com", secure=True)
+
+
+# --- under FileSystemStorage (the project's default in tests) -------------------------------------
+
+
+def test_media_url__plain_storage_name_goes_through_the_storage(request_on_site: Any) -> None:
+    assert (
+        public_media_url("gallery/x.jpg", request_on_site)
+        == "https://kidoo-backend.onrender.com/media/gallery/x.jpg"
+    )
+
+
+def test_media_url__full_cloudinary_url_is_returned_unchanged(request_on_site: Any) -> None:
+    assert public_media_url(CLOUDINARY_URL, request_on_site) == CLOUDINARY_URL
+
+
+def test_media_url__leading_media_prefix_is_not_doubled(request_on_site: Any) -> None:
+    assert (
+        public_media_url("/media/gallery/x.jpg", request_on_site)
+        == "https://kidoo-backend.onrender.com/media/gallery/x.jpg"
+    )
+
+
+def test_media_url__media_prefix_before_a_full_url_is_dropped(request_on_site: Any) -> None:
+    assert public_media_url(f"/media/{CLOUDINARY_URL}", request_on_site) == CLOUDINARY_URL
+
+
+def test_media_url__media_prefix_before_a_url_with_collapsed_slashes_is_repaired(
+    request_on_site: Any,
+) -> None:
+    collapsed = "media/https:/res.cloudinary.com/demo/image/upload/v1/media/gallery/x"
+
+    assert public_media_url(collapsed, request_on_site) == CLOUDINARY_URL
+
+
+def test_media_url__url_nested_inside_a_storage_url_resolves_to_the_inner_one(request_on_site: Any) -> None:
+    doubled = f"https://res.cloudinary.com/demo/image/upload/v1/media/{CLOUDINARY_URL}"
+
+    assert public_media_url(doubled, request_on_site) == CLOUDINARY_URL
+
+
+def test_media_url__empty_value_is_none(request_on_site: Any) -> None:
+    assert public_media_url("", request_on_site) is None
+    assert public_media_url(None, request_on_site) is None
+    assert public_media_url(Program(slug="x").image, request_on_site) is None
+
+
+def test_media_url__field_file_uses_the_fields_storage(request_on_site: Any) -> None:
+    program = Program(slug="toddlers", image="programs/toddlers.jpg")
+
+    assert (
+        public_media_url(program.image, request_on_site)
+        == "https://kidoo-backend.onrender.com/media/programs/toddlers.jpg"
+    )
+
+
+def test_media_url__explicit_storage_wins_over_default(request_on_site: Any) -> None:
+    elsewhere = FileSystemStorage(location="/tmp/unused", base_url="https://cdn.example.org/files/")
+
+    assert public_media_url("gallery/x.jpg", request_on_site, storage=elsewhere) == (
+        "https://cdn.example.org/files/gallery/x.jpg"
+    )
+
+
+def test_media_url__without_a_request_relative_url_stays_relative() -> None:
+    assert public_media_url("gallery/x.jpg") == "/media/gallery/x.jpg"
+
+
+def test_media_url__follows_media_url_setting(request_on_site: Any, settings: Any) -> None:
+    settings.MEDIA_URL = "/uploads/"
+
+    assert public_media_url("/uploads/gallery/x.jpg", request_on_site) == (
+        "https://kidoo-backend.onrender.com/uploads/gallery/x.jpg"
+    )
+
+
+# --- the shape parser itself --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("gallery/x.jpg", StoredMediaValue(storage_name="gallery/x.jpg")),
+        ("  gallery/x.jpg ", StoredMediaValue(storage_name="gallery/x.jpg")),
+        # Cloudinary's own storage names: a real name, not a glued prefix.
+        ("media/gallery/x", StoredMediaValue(storage_name="media/gallery/x")),
+        ("/media/gallery/x.jpg", StoredMediaValue(storage_name="gallery/x.jpg")),
+        (CLOUDINARY_URL, StoredMediaValue(url=CLOUDINARY_URL)),
+        ("HTTPS://res.cloudinary.com/demo/x", StoredMediaValue(url="https://res.cloudinary.com/demo/x")),
+        (f"/media/{CLOUDINARY_URL}", StoredMediaValue(url=CLOUDINARY_URL)),
+        (f"media/{CLOUDINARY_URL}", StoredMediaValue(url=CLOUDINARY_URL)),
+        (
+            "/media/https:/res.cloudinary.com/demo/x",
+            StoredMediaValue(url="https://res.cloudinary.com/demo/x"),
+        ),
+        # A URL in the query string is not a nested file URL.
+        (
+            "https://example.org/img?next=https://other.example/",
+            StoredMediaValue(url="https://example.org/img?next=https://other.example/"),
+        ),
+        ("", None),
+        ("   ", None),
+        ("/media/", None),
+    ],
+)
+def test_parse_stored_media_value__classifies_each_shape(
+    stored: str, expected: StoredMediaValue | None
+) -> None:
+    assert parse_stored_media_value(stored) == expected
