@@ -304,6 +304,15 @@ def test_read_endpoints__reject_writes_with_a_json_405(client: Client, method: s
     assert response.json() == {"error": f"Method {method.upper()} not allowed."}
 
 
+def test_read_endpoints__answer_head_like_get(client: Client) -> None:
+    make_program("toddlers")
+
+    response = client.head("/api/programs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
 def test_unknown_api_url__is_a_json_404(client: Client) -> None:
     response = client.get("/api/no-such-thing/")
 
