@@ -11,6 +11,8 @@ from django.conf import settings as django_settings
 
 from tests.postgres_server import PostgresServer, test_postgres_server
 
+pytest_plugins = ["tests.cloudinary_emulator.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:

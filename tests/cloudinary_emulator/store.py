@@ -154,10 +154,20 @@ class ResourceStore:
 @dataclass
 class PartialUpload:
     total_size: int
+    # Fixed by the first chunk: later chunks resend the public_id the first answer carried (plus the
+    # folder again), so recomputing it per chunk would nest the folder.
+    public_id: str
     parts: dict[int, bytes] = field(default_factory=dict)
 
     def received(self) -> int:
         return sum(len(part) for part in self.parts.values())
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    public_id: str
+    received: int
+    assembled: bytes | None
 
 
 class ChunkAssembler:
@@ -167,20 +177,16 @@ class ChunkAssembler:
         self._lock = threading.Lock()
         self._uploads: dict[str, PartialUpload] = {}
 
-    def add(self, upload_id: str, start: int, total_size: int, chunk: bytes) -> bytes | None:
+    def add(self, upload_id: str, start: int, total_size: int, chunk: bytes, public_id: str) -> ChunkProgress:
         with self._lock:
-            upload = self._uploads.setdefault(upload_id, PartialUpload(total_size))
+            upload = self._uploads.setdefault(upload_id, PartialUpload(total_size, public_id))
             upload.parts[start] = chunk
-            if upload.received() < upload.total_size:
-                return None
+            received = upload.received()
+            if received < upload.total_size:
+                return ChunkProgress(upload.public_id, received, None)
             del self._uploads[upload_id]
         assembled = b"".join(upload.parts[offset] for offset in sorted(upload.parts))
-        return assembled[: upload.total_size]
-
-    def received(self, upload_id: str) -> int:
-        with self._lock:
-            upload = self._uploads.get(upload_id)
-            return upload.received() if upload else 0
+        return ChunkProgress(upload.public_id, received, assembled[: upload.total_size])
 
     def clear(self) -> None:
         with self._lock:

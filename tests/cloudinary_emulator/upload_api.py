@@ -14,7 +14,7 @@ from .forms import UploadedFile, file_from_string
 from .media import extension_of, guess_resource_type, looks_like_video, sniff_image
 from .representations import upload_response
 from .signatures import ParamValue, signature_matches, string_to_sign
-from .store import StoredResource
+from .store import ChunkProgress, StoredResource
 
 STALE_AFTER_SECONDS = 3600
 RANDOM_ALPHABET = string.ascii_lowercase + string.digits
@@ -125,13 +125,14 @@ def handle_upload(
     authenticate_signed_request(account, params, headers.get("authorization"))
     upload = resolve_file(params, uploaded)
 
+    planned_public_id: str | None = None
     content_range = headers.get("content-range")
     if content_range:
-        assembled = receive_chunk(account, url_resource_type, upload, content_range, headers)
-        if assembled is None:
-            upload_id = headers.get("x-unique-upload-id", "")
-            return {"done": False, "bytes": account.chunks.received(upload_id)}
-        upload = assembled
+        progress = receive_chunk(account, url_resource_type, params, upload, content_range, headers)
+        if progress.assembled is None:
+            return {"done": False, "public_id": progress.public_id, "bytes": progress.received}
+        upload = UploadedFile(progress.assembled, upload.filename)
+        planned_public_id = progress.public_id
 
     resource_type = (
         guess_resource_type(upload.data, upload.filename)
@@ -143,7 +144,7 @@ def handle_upload(
         raise bad_request(f"Invalid type parameter {delivery_type}")
     check_size(account, resource_type, len(upload.data))
     media_format, width, height = describe_media(resource_type, upload.data, upload.filename)
-    public_id = choose_public_id(params, resource_type, upload.filename)
+    public_id = planned_public_id or choose_public_id(params, resource_type, upload.filename)
 
     existing = account.store.get(resource_type, delivery_type, public_id)
     if existing is not None and not flag_param(params, "overwrite", default=True):
@@ -168,8 +169,13 @@ def handle_upload(
 
 
 def receive_chunk(
-    account: Account, url_resource_type: str, chunk: UploadedFile, content_range: str, headers: dict[str, str]
-) -> UploadedFile | None:
+    account: Account,
+    url_resource_type: str,
+    params: dict[str, ParamValue],
+    chunk: UploadedFile,
+    content_range: str,
+    headers: dict[str, str],
+) -> ChunkProgress:
     match = CONTENT_RANGE.match(content_range.strip())
     upload_id = headers.get("x-unique-upload-id", "")
     if match is None or not upload_id:
@@ -179,8 +185,9 @@ def receive_chunk(
         raise bad_request(f"Chunk size {len(chunk.data)} does not match Content-Range {content_range}")
     if url_resource_type != "auto":
         check_size(account, url_resource_type, total)
-    assembled = account.chunks.add(upload_id, start, total, chunk.data)
-    return None if assembled is None else UploadedFile(assembled, chunk.filename)
+    naming_type = "raw" if url_resource_type == "auto" else url_resource_type
+    public_id = choose_public_id(params, naming_type, chunk.filename)
+    return account.chunks.add(upload_id, start, total, chunk.data, public_id)
 
 
 def handle_destroy(
