@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import pytest
-from django.core.files.storage import FileSystemStorage
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.test import RequestFactory
 
+from api.demo_data import demo_image
 from api.models import Program
 from api.serializers import StoredMediaValue, parse_stored_media_value, public_media_url
 
@@ -92,6 +95,86 @@ def test_media_url__follows_media_url_setting(request_on_site: Any, settings: An
     assert public_media_url("/uploads/gallery/x.jpg", request_on_site) == (
         "https://kidoo-backend.onrender.com/uploads/gallery/x.jpg"
     )
+
+
+# --- under django-cloudinary-storage (against the Cloudinary emulator) ----------------------------
+
+
+@pytest.fixture
+def uploaded_to_cloudinary(cloudinary_settings: Any) -> tuple[str, bytes]:
+    """A picture uploaded through the media storage: its stored name and its bytes."""
+    picture = demo_image("cloudinary-variant")
+    name = default_storage.save("gallery/cloud.jpg", ContentFile(picture))
+    return name, picture
+
+
+def fetch(url: str) -> bytes:
+    assert url.startswith(("http://127.0.0.1:", "https://res.cloudinary.com/")), url
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- the emulator's URL
+        body: bytes = response.read()
+    return body
+
+
+def test_media_url_on_cloudinary__plain_storage_name(
+    uploaded_to_cloudinary: tuple[str, bytes], request_on_site: Any
+) -> None:
+    name, picture = uploaded_to_cloudinary
+    assert name.startswith("media/gallery/")
+
+    url = public_media_url(name, request_on_site)
+
+    assert url == default_storage.url(name)
+    assert fetch(url) == picture
+
+
+def test_media_url_on_cloudinary__full_url_is_not_prefixed_again(
+    uploaded_to_cloudinary: tuple[str, bytes], request_on_site: Any
+) -> None:
+    name, picture = uploaded_to_cloudinary
+    stored_url = default_storage.url(name)
+
+    url = public_media_url(stored_url, request_on_site)
+
+    assert url == stored_url
+    # What the storage alone makes of it: the double prefix that broke the site's images.
+    assert default_storage.url(stored_url) != stored_url
+    assert fetch(url) == picture
+
+
+def test_media_url_on_cloudinary__leading_media_prefix(
+    uploaded_to_cloudinary: tuple[str, bytes], request_on_site: Any
+) -> None:
+    name, picture = uploaded_to_cloudinary
+    glued = "/media/" + name.removeprefix("media/")
+
+    url = public_media_url(glued, request_on_site)
+
+    assert url == default_storage.url(name)
+    assert fetch(url) == picture
+
+
+def test_media_url_on_cloudinary__media_prefix_before_a_full_url(
+    uploaded_to_cloudinary: tuple[str, bytes], request_on_site: Any
+) -> None:
+    name, picture = uploaded_to_cloudinary
+    stored_url = default_storage.url(name)
+    collapsed = "media/" + stored_url.replace("://", ":/", 1)
+
+    assert public_media_url("/media/" + stored_url, request_on_site) == stored_url
+    assert public_media_url(collapsed, request_on_site) == stored_url
+    assert fetch(stored_url) == picture
+
+
+def test_media_url_on_cloudinary__field_file_of_a_saved_model(
+    uploaded_to_cloudinary: tuple[str, bytes], request_on_site: Any
+) -> None:
+    name, picture = uploaded_to_cloudinary
+    program = Program(slug="toddlers", image=name)
+
+    url = public_media_url(program.image, request_on_site)
+
+    assert url is not None
+    assert fetch(url) == picture
 
 
 # --- the shape parser itself --------------------------------------------------------------------
