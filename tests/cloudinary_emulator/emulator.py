@@ -262,6 +262,8 @@ class CloudinaryEmulator:
 
     def reset(self) -> None:
         """Forget assets, partial chunked uploads, faults, call counts and rate-limit use; restore limits."""
+        if self._server is not None:
+            self._server.generation += 1
         self.account.store.clear()
         self.account.chunks.clear()
         self.faults.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,16 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.account = account
         self.faults = faults
         self.calls = calls
+        # Bumped by every reset: a request that began before it (a client that gave up on a slow
+        # answer, say) must not store anything into the next test's fresh state.
+        self.generation = 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that hung up (and faults that hung up on them); report the rest."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | ValueError):
+            return
+        super().handle_error(request, client_address)
 
 
 def dispatch(
@@ -135,6 +146,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if target is None:
             self.write(HttpResponse(404, b"", {"X-Cld-Error": "Resource not found"}))
             return
+        generation = self.server.generation
         fault = self.server.faults.pick(target.endpoint)
         if fault is not None and fault.kind is FaultKind.CONNECTION_RESET:
             self.record(target, 0)
@@ -142,6 +154,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind is FaultKind.SLOW:
             time.sleep(fault.delay_seconds)
+            if generation != self.server.generation:
+                self.reset_connection()
+                return
         if fault is not None and fault.kind.http_status is not None:
             response = fault_response(fault, account)
             response.headers["Connection"] = "close"
