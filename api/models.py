@@ -6,6 +6,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from api.storage import get_document_storage
+
 
 class Program(models.Model):
     """A class group (e.g. 'Toddlers', 'Pre-K'), with its ages, fee and weekly schedule."""
@@ -110,7 +112,7 @@ class Event(models.Model):
 class Announcement(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField()
-    attachment = models.FileField(upload_to="announcements/", blank=True)
+    attachment = models.FileField(upload_to="announcements/", storage=get_document_storage, blank=True)
     published_at = models.DateTimeField()
     is_pinned = models.BooleanField(default=False)
 

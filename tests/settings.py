@@ -49,6 +49,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = tempfile.mkdtemp(prefix="kidoo-test-media-")
+# WhiteNoise wants the folder collectstatic would fill to exist.
+STATIC_ROOT = tempfile.mkdtemp(prefix="kidoo-test-static-")
 # The test client speaks plain HTTP; the redirect itself is tested with override_settings.
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

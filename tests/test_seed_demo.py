@@ -152,14 +152,6 @@ def test_seed_demo_command__verbosity_0_prints_nothing() -> None:
     assert Program.objects.count() == len(PROGRAMS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Known gap: Announcement.attachment uses the default MediaCloudinaryStorage (resource type "
-        "image), which refuses the PDF (the emulator: 'Invalid image file'; real free Cloudinary "
-        "accounts block PDF delivery). Attachments need a raw-resource storage on Cloudinary."
-    ),
-)
 def test_seed_demo__stores_its_files_on_cloudinary_when_that_is_the_media_storage(
     cloudinary_settings: Any,
 ) -> None:
@@ -173,3 +165,10 @@ def test_seed_demo__stores_its_files_on_cloudinary_when_that_is_the_media_storag
     url = image.image.url
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- the emulator's URL
         assert Image.open(io.BytesIO(response.read())).format == "JPEG"
+    # Documents go to Cloudinary's raw resource type, which keeps the extension and accepts a PDF.
+    announcement = Announcement.objects.exclude(attachment="").get()
+    assert announcement.attachment.name.startswith("media/announcements/")
+    assert announcement.attachment.name.endswith(".pdf")
+    assert "/raw/upload/" in announcement.attachment.url
+    with urllib.request.urlopen(announcement.attachment.url, timeout=10) as response:  # noqa: S310
+        assert response.read().startswith(b"%PDF")
