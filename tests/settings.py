@@ -5,7 +5,9 @@ database is created, so nothing here needs to know whether a throwaway cluster o
 TEST_DATABASE_URL is used.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # The developer's shell must not leak into tests: no production mode, no real Cloudinary account.
@@ -19,6 +21,10 @@ for _name in (
     "CLOUDINARY_API_SECRET",
 ):
     os.environ.pop(_name, None)
+
+# Scratch folders for this test process, removed when it exits.
+_SCRATCH = tempfile.mkdtemp(prefix="kidoo-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 from kidoo_preschool.settings import *  # noqa: E402,F403
 from kidoo_preschool.settings import INSTALLED_APPS, STORAGES  # noqa: E402
@@ -36,8 +42,8 @@ DATABASES = {
     # For the tests whose subject is SQLite itself (the embedded default).
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.path.join(tempfile.gettempdir(), "kidoo-tests.sqlite3"),
-        "TEST": {"NAME": os.path.join(tempfile.mkdtemp(prefix="kidoo-sqlite-"), "test.sqlite3")},
+        "NAME": os.path.join(_SCRATCH, "kidoo.sqlite3"),
+        "TEST": {"NAME": os.path.join(_SCRATCH, "test.sqlite3")},
     },
 }
 
@@ -48,9 +54,10 @@ STORAGES = {
     # The manifest storage needs collectstatic first; tests render admin pages without it.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-MEDIA_ROOT = tempfile.mkdtemp(prefix="kidoo-test-media-")
+MEDIA_ROOT = os.path.join(_SCRATCH, "media")
 # WhiteNoise wants the folder collectstatic would fill to exist.
-STATIC_ROOT = tempfile.mkdtemp(prefix="kidoo-test-static-")
+STATIC_ROOT = os.path.join(_SCRATCH, "static")
+os.makedirs(STATIC_ROOT)
 # The test client speaks plain HTTP; the redirect itself is tested with override_settings.
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
