@@ -7,7 +7,15 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {}
+DEFAULTS: dict[str, Any] = {
+    # Encryption of backups (ops/encryption.py): the names of the environment variables that hold
+    # the keys, so no key ever sits in a settings file.
+    "ENCRYPTION_RECIPIENTS_ENV": "BACKUP_AGE_RECIPIENTS",
+    "ENCRYPTION_RECIPIENTS_FILE_ENV": "BACKUP_AGE_RECIPIENTS_FILE",
+    "ENCRYPTION_PASSPHRASE_ENV": "BACKUP_AGE_PASSPHRASE",
+    "ENCRYPTION_IDENTITY_ENV": "BACKUP_AGE_IDENTITY",
+    "ENCRYPTION_IDENTITY_FILE_ENV": "BACKUP_AGE_IDENTITY_FILE",
+}
 
 
 def ops_setting(name: str) -> Any:
