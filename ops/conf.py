@@ -8,6 +8,14 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
+    # Where backups live (ops/repository.py): "local", "cloudinary" or "storage:<alias>".
+    # None: Cloudinary when its credentials are set, else the local folder.
+    "BACKUP_REPOSITORY": None,
+    # The local folder, relative to BASE_DIR unless absolute.
+    "BACKUP_DIR": "backups",
+    # Keeps staging and production apart in one account; None: the database's name.
+    "BACKUP_NAMESPACE": None,
+    "BACKUP_CLOUDINARY_FOLDER": "ops-backups",
     # Encryption of backups (ops/encryption.py): the names of the environment variables that hold
     # the keys, so no key ever sits in a settings file.
     "ENCRYPTION_RECIPIENTS_ENV": "BACKUP_AGE_RECIPIENTS",

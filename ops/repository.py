@@ -1,0 +1,374 @@
+"""The backup repository: named backups as checksummed parts plus a manifest, on an object store.
+
+Layout of backup ``NAME`` in the store::
+
+    NAME/part-00000 ...   the archive stream (age-encrypted when configured), cut into parts below
+                          the store's object size limit (Cloudinary: the account's raw file limit)
+    NAME/identity.age     passphrase mode only: the backup's key, encrypted with the passphrase
+    NAME/manifest.json    written last: parts with their sizes and SHA-256, and the archive's
+                          summary. A backup exists, lists and restores only once this exists.
+
+Parts stream: memory holds one part at most. An interrupted backup leaves parts without a
+manifest; they never list as a backup and ``prune`` removes them once abandoned. The manifest
+carries table names, counts, sizes and checksums, never row data: names and manifests hold no
+personal data. Concatenating the parts gives the (encrypted) archive, which ``age -d`` opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ops.conf import ops_setting
+from ops.errors import OpsConfigurationError, OpsError
+from ops.object_stores import (
+    CloudinaryStore,
+    DjangoStorageStore,
+    LocalFolderStore,
+    ObjectNotFound,
+    ObjectStore,
+    StoredObject,
+    check_key,
+)
+
+REPOSITORY_FORMAT = "kidoo-ops-backup"
+REPOSITORY_VERSION = 1
+MANIFEST = "manifest.json"
+WRAPPED_IDENTITY = "identity.age"
+# Without a store limit, parts of this size keep memory flat and files easy to copy.
+DEFAULT_PART_SIZE = 32 * 1024 * 1024
+
+
+class BackupNotFound(OpsError):
+    pass
+
+
+class CorruptBackup(OpsError):
+    """A backup's parts or manifest do not match what was written."""
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One complete backup, as its manifest describes it (or an incomplete one, from its parts)."""
+
+    name: str
+    created_at: dt.datetime
+    complete: bool
+    size: int
+    parts: tuple[PartInfo, ...] = ()
+    encryption: str | None = None
+    # What the archive says of itself: vendor, tables, rows, holds_data, ... (no personal data).
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def holds_data(self) -> bool:
+        return bool(self.summary.get("holds_data", True))
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "complete": self.complete,
+            "size": self.size,
+            "parts": len(self.parts),
+            "encryption": self.encryption,
+            "holds_data": self.holds_data,
+            "tables": self.summary.get("tables"),
+            "rows": self.summary.get("rows"),
+            "reason": self.summary.get("reason"),
+        }
+
+
+def new_backup_name(reason: str, now: dt.datetime | None = None) -> str:
+    """Sortable by time, unique, and free of personal data: ``20261128T031500Z-daily-3f9a``."""
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    label = "".join(c if c.isalnum() or c == "-" else "-" for c in reason.lower()).strip("-")[:32] or "manual"
+    return check_key(f"{moment:%Y%m%dT%H%M%SZ}-{label}-{secrets.token_hex(2)}")
+
+
+def _created_at_from_name(name: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+class _PartWriter:
+    """A writable stream that cuts what it receives into parts and stores each as it fills."""
+
+    def __init__(self, store: ObjectStore, name: str, part_size: int) -> None:
+        self._store = store
+        self._name = name
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self.parts: list[PartInfo] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        written = len(view)
+        while view:
+            room = self._part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self._part_size:
+                self._flush_part()
+        return written
+
+    def flush(self) -> None:
+        """Nothing to do: parts are stored when full, and the last one by ``close_parts``."""
+
+    def _flush_part(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        key = f"{self._name}/part-{len(self.parts):05d}"
+        self._store.put(key, data)
+        self.parts.append(PartInfo(key, len(data), hashlib.sha256(data).hexdigest()))
+
+    def close_parts(self) -> None:
+        if self._buffer or not self.parts:
+            self._flush_part()
+
+
+class BackupRepository:
+    def __init__(self, store: ObjectStore, *, part_size: int | None = None) -> None:
+        self.store = store
+        self._part_size = part_size
+
+    @property
+    def description(self) -> str:
+        return self.store.description
+
+    def part_size(self) -> int:
+        if self._part_size is None:
+            limit = self.store.max_object_size()
+            # Stay clearly below the limit: it is checked on the file as the service counts it.
+            self._part_size = (
+                DEFAULT_PART_SIZE if limit is None else min(DEFAULT_PART_SIZE, limit * 95 // 100)
+            )
+        return self._part_size
+
+    @contextlib.contextmanager
+    def create(
+        self,
+        name: str,
+        *,
+        encryption: str | None = None,
+        wrapped_identity: bytes | None = None,
+    ) -> Iterator[BackupUnderConstruction]:
+        """Write a backup: yields its sink; the manifest is written when the block succeeds.
+
+        If the block fails, the parts written so far are deleted (a killed process leaves them to
+        ``prune``); either way nothing lists as a backup unless it completed.
+        """
+        check_key(name)
+        writer = _PartWriter(self.store, name, self.part_size())
+        backup = BackupUnderConstruction(writer)
+        try:
+            if wrapped_identity is not None:
+                self.store.put(f"{name}/{WRAPPED_IDENTITY}", wrapped_identity)
+            yield backup
+            writer.close_parts()
+            manifest = {
+                "format": REPOSITORY_FORMAT,
+                "version": REPOSITORY_VERSION,
+                "name": name,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+                "encryption": encryption,
+                "size": sum(part.size for part in writer.parts),
+                "parts": [vars(part) for part in writer.parts],
+                "summary": backup.summary,
+            }
+            self.store.put(f"{name}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.store.delete([obj.key for obj in self.store.list(f"{name}/")])
+            raise
+
+    def _group(self) -> dict[str, list[StoredObject]]:
+        groups: dict[str, list[StoredObject]] = {}
+        for obj in self.store.list():
+            name, _, rest = obj.key.partition("/")
+            if rest:
+                groups.setdefault(name, []).append(obj)
+        return groups
+
+    def backups(self, *, include_incomplete: bool = False) -> list[BackupInfo]:
+        """Every backup, newest first. One store listing, plus one read per complete backup."""
+        backups = []
+        for name, objects in self._group().items():
+            keys = {obj.key for obj in objects}
+            if f"{name}/{MANIFEST}" in keys:
+                try:
+                    backups.append(self.info(name))
+                except CorruptBackup:
+                    if include_incomplete:
+                        backups.append(self._incomplete(name, objects))
+            elif include_incomplete:
+                backups.append(self._incomplete(name, objects))
+        return sorted(backups, key=lambda backup: backup.created_at, reverse=True)
+
+    def _incomplete(self, name: str, objects: list[StoredObject]) -> BackupInfo:
+        created_at = _created_at_from_name(name) or dt.datetime.fromtimestamp(0, dt.UTC)
+        return BackupInfo(name, created_at, complete=False, size=sum(obj.size for obj in objects))
+
+    def info(self, name: str) -> BackupInfo:
+        check_key(name)
+        try:
+            raw = self.store.get(f"{name}/{MANIFEST}")
+        except ObjectNotFound:
+            raise BackupNotFound(
+                f"No complete backup named {name} in the {self.description}. "
+                "`python manage.py backup --list` shows the backups there."
+            ) from None
+        try:
+            manifest = json.loads(raw)
+            if manifest.get("format") != REPOSITORY_FORMAT:
+                raise ValueError("not a backup manifest")
+            if manifest.get("version") != REPOSITORY_VERSION:
+                raise CorruptBackup(
+                    f"Backup {name} uses repository format version {manifest.get('version')}; "
+                    f"this code reads version {REPOSITORY_VERSION}. Use the code that took it."
+                )
+            return BackupInfo(
+                name=name,
+                created_at=dt.datetime.fromisoformat(manifest["created_at"]),
+                complete=True,
+                size=int(manifest["size"]),
+                parts=tuple(PartInfo(p["key"], int(p["size"]), str(p["sha256"])) for p in manifest["parts"]),
+                encryption=manifest.get("encryption"),
+                summary=dict(manifest.get("summary") or {}),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise CorruptBackup(f"The manifest of backup {name} is damaged ({error}).") from None
+
+    def latest(self, *, with_data: bool = True) -> BackupInfo:
+        for backup in self.backups():
+            if backup.holds_data or not with_data:
+                return backup
+        extra = " that holds data" if with_data else ""
+        raise BackupNotFound(f"There is no complete backup{extra} in the {self.description}.")
+
+    def wrapped_identity(self, backup: BackupInfo) -> bytes | None:
+        if backup.encryption != "age-passphrase":
+            return None
+        return self.store.get(f"{backup.name}/{WRAPPED_IDENTITY}")
+
+    def read_parts(self, backup: BackupInfo) -> Iterator[bytes]:
+        """The backup's parts in order, each checked against its SHA-256 before it is handed out."""
+        for part in backup.parts:
+            try:
+                data = self.store.get(part.key)
+            except ObjectNotFound:
+                raise CorruptBackup(f"Backup {backup.name} is missing its part {part.key}.") from None
+            if len(data) != part.size or hashlib.sha256(data).hexdigest() != part.sha256:
+                raise CorruptBackup(
+                    f"Part {part.key} of backup {backup.name} does not match its checksum: "
+                    "the backup is damaged. Restore another one (`backup --list`)."
+                )
+            yield data
+
+    @contextlib.contextmanager
+    def spooled(self, backup: BackupInfo) -> Iterator[IO[bytes]]:
+        """The whole verified archive stream in a private temporary file (read it as often as needed).
+
+        Restores read an archive twice (verify everything, then load): spooling downloads it once.
+        """
+        with tempfile.TemporaryFile(prefix="ops-restore-") as spool:
+            for data in self.read_parts(backup):
+                spool.write(data)
+            spool.flush()
+            spool.seek(0)
+            yield spool
+
+    def delete(self, name: str) -> None:
+        check_key(name)
+        self.store.delete([obj.key for obj in self.store.list(f"{name}/")])
+
+
+class BackupUnderConstruction:
+    """The sink a backup's archive stream is written to, and the summary its manifest will carry."""
+
+    def __init__(self, writer: _PartWriter) -> None:
+        self._writer = writer
+        self.summary: dict[str, Any] = {}
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return self._writer.write(data)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    @property
+    def parts_written(self) -> int:
+        return len(self._writer.parts)
+
+
+def default_namespace(database: str = "default") -> str:
+    """Keeps staging and production apart in one account: OPS['BACKUP_NAMESPACE'], else the DB name.
+
+    The database name, not RENDER_SERVICE_NAME: the web service and the cron job are two services
+    that must share one set of backups, and a recreated Render database keeps its name.
+    """
+    from django.db import connections
+
+    configured = ops_setting("BACKUP_NAMESPACE")
+    name = str(configured or connections[database].settings_dict.get("NAME") or "default")
+    if not configured and ("/" in name or name.endswith((".sqlite3", ".db"))):
+        name = Path(name).stem
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "default"
+
+
+def cloudinary_is_configured() -> bool:
+    import cloudinary
+
+    config = cloudinary.config()
+    return bool(config.cloud_name and config.api_key and config.api_secret)
+
+
+def configured_repository(database: str = "default") -> BackupRepository:
+    """The repository OPS['BACKUP_REPOSITORY'] names: "local", "cloudinary" or "storage:<alias>".
+
+    Unset: Cloudinary when its credentials are configured (an instance's disk does not survive a
+    deploy), else the local folder OPS['BACKUP_DIR'].
+    """
+    from django.conf import settings
+
+    choice = ops_setting("BACKUP_REPOSITORY") or ("cloudinary" if cloudinary_is_configured() else "local")
+    namespace = default_namespace(database)
+    if choice == "local":
+        directory = Path(str(ops_setting("BACKUP_DIR")))
+        if not directory.is_absolute():
+            directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
+        return BackupRepository(LocalFolderStore(directory))
+    if choice == "cloudinary":
+        if not cloudinary_is_configured():
+            raise OpsConfigurationError(
+                "OPS['BACKUP_REPOSITORY'] is 'cloudinary' but no Cloudinary credentials are set. "
+                "Set CLOUDINARY_URL (or CLOUDINARY_CLOUD_NAME, _API_KEY and _API_SECRET)."
+            )
+        folder = f"{str(ops_setting('BACKUP_CLOUDINARY_FOLDER')).strip('/')}/{namespace}"
+        return BackupRepository(CloudinaryStore(folder))
+    if isinstance(choice, str) and choice.startswith("storage:"):
+        return BackupRepository(DjangoStorageStore(choice.removeprefix("storage:"), f"backups/{namespace}"))
+    raise OpsConfigurationError(
+        f"OPS['BACKUP_REPOSITORY'] is {choice!r}: use 'local', 'cloudinary' or 'storage:<alias>'."
+    )
