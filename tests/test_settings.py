@@ -14,6 +14,9 @@ PRODUCTION_ENV = {
     "RENDER_EXTERNAL_HOSTNAME": "kidoo-backend.onrender.com",
     "DATABASE_URL": "postgres://kidoo:pw@db.internal:5432/kidoo",
     "FRONTEND_ORIGINS": "https://kidoo.example.org",
+    # What render.yaml asks for: backups off the instance, encrypted to a public key.
+    "CLOUDINARY_URL": "cloudinary://123456789012345:not-a-real-secret@kidoo-cloud",
+    "BACKUP_AGE_RECIPIENTS": "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
 }
 
 
@@ -21,7 +24,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("CLOUDINARY", "RENDER", "DATABASE_URL", "SECRET_KEY", "DEBUG", "PRODUCTION"))
+        if not key.startswith(
+            ("CLOUDINARY", "RENDER", "DATABASE_URL", "SECRET_KEY", "DEBUG", "PRODUCTION", "BACKUP_")
+        )
     }
     env["DJANGO_SETTINGS_MODULE"] = "kidoo_preschool.settings"
     env.update(extra)
@@ -44,6 +49,12 @@ def test_check_deploy__clean_under_production_variables() -> None:
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_clean_env(**PRODUCTION_ENV))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy__warns_when_production_backups_stay_on_the_instance() -> None:
+    env = _clean_env(**{k: v for k, v in PRODUCTION_ENV.items() if k != "CLOUDINARY_URL"})
+    result = _manage("check", "--deploy", env=env)
+    assert "ops.W001" in result.stderr + result.stdout
 
 
 def test_production__missing_secret_key_is_a_clear_startup_error() -> None:

@@ -1,0 +1,44 @@
+"""The system checks that warn before backups are lost or leaked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyrage import x25519
+
+from ops.checks import check_backup_repository
+from tests.cloudinary_emulator import CloudinaryEmulator
+
+
+def ids(settings: Any) -> list[str]:
+    return [message.id for message in check_backup_repository()]
+
+
+def test_check__local_backups_in_production_warn(settings: Any, tmp_path: Path) -> None:
+    settings.DEBUG = False
+    settings.OPS = {"BACKUP_REPOSITORY": "local", "BACKUP_DIR": str(tmp_path)}
+    (message,) = check_backup_repository()
+    assert message.id == "ops.W001"
+    assert "gone at the next deploy" in message.hint
+
+
+def test_check__local_backups_in_development_are_fine(settings: Any) -> None:
+    settings.DEBUG = True
+    settings.OPS = {"BACKUP_REPOSITORY": "local"}
+    assert check_backup_repository() == []
+
+
+def test_check__unencrypted_offsite_backups_warn_until_recipients_are_set(
+    settings: Any, cloudinary_emulator: CloudinaryEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEBUG = False
+    settings.OPS = {}
+    monkeypatch.delenv("BACKUP_AGE_RECIPIENTS", raising=False)
+    monkeypatch.delenv("BACKUP_AGE_PASSPHRASE", raising=False)
+    assert ids(settings) == ["ops.W002"]
+    monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", str(x25519.Identity.generate().to_public()))
+    assert ids(settings) == []
+    monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", "age1garbage")
+    assert ids(settings) == ["ops.W003"]
