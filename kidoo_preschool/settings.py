@@ -173,4 +173,8 @@ LOGGING = {
 }
 
 # The data-safety toolkit (ops/). Every key is optional; ops/conf.py holds the defaults.
-OPS: dict[str, object] = {}
+OPS: dict[str, object] = {
+    # Which folder of the backup repository this site's backups live in (default: the database's
+    # name); set it locally to read production's backups.
+    "BACKUP_NAMESPACE": os.environ.get("BACKUP_NAMESPACE") or None,
+}
