@@ -23,6 +23,13 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_PASSPHRASE_ENV": "BACKUP_AGE_PASSPHRASE",
     "ENCRYPTION_IDENTITY_ENV": "BACKUP_AGE_IDENTITY",
     "ENCRYPTION_IDENTITY_FILE_ENV": "BACKUP_AGE_IDENTITY_FILE",
+    # db_size and the db_size health check (ops/db_size.py). The plan's storage limit in bytes (or
+    # "1GiB", "256MB"): 1 GiB is Render's free database. Percentages of it that warn / fail.
+    "DB_SIZE_LIMIT": 1024**3,
+    "DB_SIZE_WARN_AT": 80.0,
+    "DB_SIZE_FAIL_AT": 95.0,
+    # Growth per day is fitted over the samples (`db_size --record`) of this many days.
+    "DB_SIZE_GROWTH_DAYS": 30,
 }
 
 

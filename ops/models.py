@@ -1,0 +1,21 @@
+"""The toolkit's own tables (kept few and small: it must fit in any project's database)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SizeSample(models.Model):
+    """One `db_size --record` measurement: what growth per day and the plan-full date are fitted to."""
+
+    taken_at = models.DateTimeField(db_index=True)
+    size_bytes = models.BigIntegerField()
+    # {table name: total bytes}; table names and sizes only, never row data.
+    tables = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "ops_size_sample"
+        ordering = ["taken_at"]
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M} {self.size_bytes} bytes"
