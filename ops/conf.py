@@ -30,6 +30,33 @@ DEFAULTS: dict[str, Any] = {
     "DB_SIZE_FAIL_AT": 95.0,
     # Growth per day is fitted over the samples (`db_size --record`) of this many days.
     "DB_SIZE_GROWTH_DAYS": 30,
+    # healthcheck (ops/health.py, ops/health_checks.py): dotted paths of the checks, or
+    # (dotted path, {keyword arguments}) pairs; a project appends its own.
+    "HEALTH_CHECKS": [
+        "ops.health_checks.DatabaseCheck",
+        "ops.health_checks.MigrationsCheck",
+        "ops.health_checks.MediaStorageCheck",
+        "ops.health_checks.DiskUsageCheck",
+        "ops.health_checks.MemoryCheck",
+        "ops.health_checks.DatabaseSizeCheck",
+        "ops.health_checks.BackupAgeCheck",
+    ],
+    # Seconds each check may take before it is reported as failed ("timed out after Ns").
+    "HEALTH_CHECK_TIMEOUT": 10.0,
+    # None: settings.HEALTH_CHECK["DISK_USAGE_MAX"] / ["MEMORY_MIN"] (django-health-check's names),
+    # else 90 (percent) / 100 (MB).
+    "HEALTH_DISK_USAGE_MAX": None,
+    "HEALTH_MEMORY_MIN_MB": None,
+    # The filesystem whose usage counts; None: MEDIA_ROOT's (or BASE_DIR's).
+    "HEALTH_DISK_PATH": None,
+    "HEALTH_BACKUP_MAX_AGE_HOURS": 26.0,
+    # The environment variable holding the token of the detailed health view; unset: view disabled.
+    "HEALTH_TOKEN_ENV": "HEALTHCHECK_TOKEN",
+    # /healthz: the database probe's bound (seconds; Render gives up after 5) and how long one
+    # probe's answer is reused by the process, so a load of probes costs one query per second.
+    "HEALTHZ_DATABASE": "default",
+    "HEALTHZ_DB_TIMEOUT": 2.0,
+    "HEALTHZ_CACHE_SECONDS": 1.0,
 }
 
 

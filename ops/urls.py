@@ -1,1 +1,9 @@
-urlpatterns: list[object] = []
+from django.urls import URLPattern, URLResolver, path
+
+from ops import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    # No trailing slash: the platform probes exactly the path it is given (render.yaml: /healthz).
+    path("healthz", views.healthz, name="healthz"),
+    path("healthz/details", views.health_details, name="healthz-details"),
+]

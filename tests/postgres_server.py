@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -80,6 +80,21 @@ class PostgresServer:
             "HOST": self.host,
             "PORT": str(self.port),
         }
+
+
+@dataclass(frozen=True)
+class ThrowawayPostgresServer(PostgresServer):
+    """A throwaway cluster this process started: it can also be stopped and started again."""
+
+    _pg_ctl: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    _options: str = field(default="", repr=False, compare=False)
+
+    def stop(self) -> None:
+        """Stop the server at once (connections are cut, as when a database host goes away)."""
+        _run_as(None, [*self._pg_ctl, "-m", "immediate", "-w", "stop"])
+
+    def start(self) -> None:
+        _run_as(None, [*self._pg_ctl, "-o", self._options, "-w", "-t", "60", "start"])
 
 
 def server_from_url(url: str) -> PostgresServer:
@@ -178,7 +193,11 @@ def throwaway_cluster() -> Iterator[PostgresServer]:
                 "start",
             ],
         )
-        yield PostgresServer(host="127.0.0.1", port=port, user="postgres", password="")
+        runner = ["runuser", "-u", run_user, "--"] if run_user is not None else []
+        pg_ctl = (*runner, str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(datadir / "server.log"))
+        yield ThrowawayPostgresServer(
+            host="127.0.0.1", port=port, user="postgres", password="", _pg_ctl=pg_ctl, _options=options
+        )
     finally:
         with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
             _run_as(
