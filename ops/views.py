@@ -36,8 +36,8 @@ def healthz_response(request: HttpRequest) -> HttpResponse:
         logger.warning("healthz: database unreachable (%s)", result.reason)
         response = HttpResponse("unavailable\n", status=503, content_type="text/plain")
     response["Cache-Control"] = "no-store"
-    # CommonMiddleware, which would set it, comes later. Without a length gunicorn answers chunked,
-    # in three small writes, and Nagle's algorithm meets delayed ACKs: 40 ms stalls under load.
+    # CommonMiddleware, which would set it, comes later: without a length gunicorn frames the answer
+    # chunked, and an HTTP/1.0 prober could not keep its connection alive.
     response["Content-Length"] = str(len(response.content))
     return response
 
