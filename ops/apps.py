@@ -7,4 +7,5 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from ops import checks  # noqa: F401  (registers the system checks)
+        # Importing registers the system checks (ops.health: the health view's token, ops.W010).
+        from ops import checks, health  # noqa: F401

@@ -20,17 +20,44 @@ the command shows, redacted.
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.checks import CheckMessage, Tags, register
+from django.core.checks import Warning as CheckWarning
 from django.db import connections
 from django.utils.module_loading import import_string
 
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, redact
+
+# A token shorter than this can be guessed by whoever may probe the site for long enough.
+MIN_TOKEN_LENGTH = 32
+
+
+def health_token() -> str | None:
+    """The detailed health view's token (from OPS["HEALTH_TOKEN_ENV"]'s variable); None: view disabled."""
+    token = os.environ.get(str(ops_setting("HEALTH_TOKEN_ENV")), "").strip()
+    return token or None
+
+
+@register(Tags.security, deploy=True)
+def check_health_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    token = health_token()
+    if token is None or len(token) >= MIN_TOKEN_LENGTH:
+        return []
+    return [
+        CheckWarning(
+            f"The detailed health view's token ({ops_setting('HEALTH_TOKEN_ENV')}) is shorter than "
+            f"{MIN_TOKEN_LENGTH} characters.",
+            hint="Generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+            id="ops.W010",
+        )
+    ]
 
 
 class Status(enum.StrEnum):

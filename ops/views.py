@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from ops.conf import ops_setting
-from ops.health import configured_checks, run_checks
+from ops.health import configured_checks, health_token, run_checks
 from ops.liveness import database_liveness
 
 logger = logging.getLogger("ops.health")
@@ -46,11 +45,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return healthz_response(request)
 
 
-def configured_token() -> str | None:
-    token = os.environ.get(str(ops_setting("HEALTH_TOKEN_ENV")), "").strip()
-    return token or None
-
-
 def _presented_token(request: HttpRequest) -> str:
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else ""
@@ -59,7 +53,7 @@ def _presented_token(request: HttpRequest) -> str:
 @never_cache
 @require_safe
 def health_details(request: HttpRequest) -> HttpResponse:
-    token = configured_token()
+    token = health_token()
     if token is None:
         raise Http404
     # Constant time: how much of a guess matched must not show in how long the answer takes.

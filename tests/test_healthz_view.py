@@ -261,3 +261,14 @@ def test_health_details__unhealthy_is_503_without_hosts_versions_or_traces(
         "psycopg",
     ):
         assert leak not in body
+
+
+def test_system_check__short_health_token_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core import checks
+
+    monkeypatch.setenv("HEALTHCHECK_TOKEN", "short-token")
+    ids = [message.id for message in checks.run_checks(include_deployment_checks=True)]
+    assert "ops.W010" in ids
+    monkeypatch.setenv("HEALTHCHECK_TOKEN", TOKEN)
+    ids = [message.id for message in checks.run_checks(include_deployment_checks=True)]
+    assert "ops.W010" not in ids
