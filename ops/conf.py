@@ -16,6 +16,15 @@ DEFAULTS: dict[str, Any] = {
     # Keeps staging and production apart in one account; None: the database's name.
     "BACKUP_NAMESPACE": None,
     "BACKUP_CLOUDINARY_FOLDER": "ops-backups",
+    # backup/restore (ops/backup.py, ops/restore.py). zstd level of archives (3: fast and small).
+    "BACKUP_COMPRESSION_LEVEL": 3,
+    # Seconds a restore waits for another restore of the same database before giving up.
+    "RESTORE_LOCK_TIMEOUT": 60,
+    # PostgreSQL's maintenance_work_mem for the index builds of a restore (SET LOCAL, no superuser).
+    "RESTORE_MAINTENANCE_WORK_MEM": "128MB",
+    # Models whose rows `migrate` creates by itself: a database holding only these is empty
+    # (`restore --if-empty`, and backups that do not take a retention slot). "app_label.*" allowed.
+    "NOT_USER_DATA_MODELS": ["contenttypes.ContentType", "auth.Permission", "sessions.Session", "ops.*"],
     # Encryption of backups (ops/encryption.py): the names of the environment variables that hold
     # the keys, so no key ever sits in a settings file.
     "ENCRYPTION_RECIPIENTS_ENV": "BACKUP_AGE_RECIPIENTS",

@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 
 from tests.postgres_server import PostgresServer, test_postgres_server
 
-pytest_plugins = ["tests.cloudinary_emulator.fixtures"]
+pytest_plugins = ["tests.cloudinary_emulator.fixtures", "tests.ops_databases"]
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,9 @@ DATABASES = {
     },
 }
 
-INSTALLED_APPS = [*INSTALLED_APPS]
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres", "tests.fidelity"]
+# The fidelity app's PostgreSQL-only models stay off SQLite databases.
+DATABASE_ROUTERS = ["tests.fidelity.routers.PostgresOnlyModels"]
 
 STORAGES = {
     **STORAGES,
@@ -61,3 +63,12 @@ os.makedirs(STATIC_ROOT)
 # The test client speaks plain HTTP; the redirect itself is tested with override_settings.
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A subprocess (`manage.py restore` killed mid-load in tests/test_restore_atomicity.py) targets the
+# database and backup folder its test chose.
+if os.environ.get("KIDOO_TEST_DATABASE_URL"):
+    import dj_database_url
+
+    DATABASES["default"] = dj_database_url.parse(os.environ["KIDOO_TEST_DATABASE_URL"])
+if os.environ.get("KIDOO_TEST_BACKUP_DIR"):
+    OPS = {**OPS, "BACKUP_DIR": os.environ["KIDOO_TEST_BACKUP_DIR"]}  # noqa: F405

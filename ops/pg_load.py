@@ -1,0 +1,164 @@
+"""PostgreSQL side of a restore: the lock, the wipe, and a pg_restore-style bulk load.
+
+Everything here runs inside the restore's single transaction, so it is all or nothing: until
+COMMIT, other sessions see the old database, and a failure or a SIGKILL leaves it as it was.
+No superuser privilege is needed (managed databases such as Render's give none).
+
+Loading like pg_restore: FOREIGN KEY, PRIMARY KEY and UNIQUE constraints and the other indexes of
+the loaded tables are dropped, the data is COPYed in, then indexes and constraints are built once
+(sorting a whole column is far cheaper than maintaining a B-tree and firing an FK trigger per row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from django.db import OperationalError
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
+from ops.errors import OpsError
+from ops.progress import ProgressCallback, TableProgress
+
+_COPY_BUFFER = 1024 * 1024
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, quoted whatever it holds (spaces, capitals, quotes, keywords)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RestoreLocked(OpsError):
+    """Another restore of the same database holds the lock."""
+
+
+def _lock_key(connection: BaseDatabaseWrapper) -> int:
+    digest = hashlib.sha256(f"ops.restore:{connection.settings_dict['NAME']}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[None]:
+    """One restore at a time per database: a session-level advisory lock, waited for ``timeout`` s.
+
+    Session level, taken before the restore's transaction begins, so that transaction's snapshot
+    is taken after the previous restore committed. The server releases it if the process dies.
+    """
+    key = _lock_key(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = %s", [f"{max(1, int(timeout * 1000))}ms"])
+        try:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+        except OperationalError as error:
+            if getattr(error.__cause__, "pgcode", None) == _LOCK_NOT_AVAILABLE:
+                raise RestoreLocked(
+                    f"Another restore of database {connection.settings_dict['NAME']!r} is running; "
+                    f"this one waited {timeout:g} s for it. Try again once it has finished."
+                ) from None
+            raise
+        finally:
+            cursor.execute("RESET lock_timeout")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def drop_all_tables(connection: BaseDatabaseWrapper) -> int:
+    """Drop every table of the current schema: the restored database is the backup's, nothing else."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()")
+        names = [str(row[0]) for row in cursor.fetchall()]
+        if names:
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE")
+    return len(names)
+
+
+@dataclass(frozen=True)
+class DeferredDDL:
+    """What was dropped before the load, as the statements that re-create it, in order."""
+
+    statements: tuple[str, ...]
+
+
+_TABLES = (
+    "SELECT c.oid FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+    "AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)"
+)
+
+
+_CONSTRAINTS = (
+    "SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid), "  # noqa: S608
+    "con.contype FROM pg_constraint con WHERE con.contype IN ('f', 'p', 'u') "
+    f"AND (con.conrelid IN ({_TABLES}) OR (con.contype = 'f' AND con.confrelid IN ({_TABLES})))"
+)
+# Indexes that do not back a PRIMARY KEY, UNIQUE or EXCLUDE constraint (those go with the constraint).
+_INDEXES = (
+    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "  # noqa: S608
+    f"WHERE i.indrelid IN ({_TABLES}) AND NOT EXISTS (SELECT 1 FROM pg_constraint con "
+    "WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))"
+)
+_PRESENT = f"SELECT relname FROM pg_class c WHERE c.oid IN ({_TABLES})"  # noqa: S608
+
+
+def drop_indexes_and_constraints(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> DeferredDDL:
+    with connection.cursor() as cursor:
+        cursor.execute(_CONSTRAINTS, [list(tables), list(tables)])
+        constraints = [(str(t), str(n), str(d), str(k)) for t, n, d, k in cursor.fetchall()]
+        cursor.execute(_INDEXES, [list(tables)])
+        indexes = [(str(n), str(d)) for n, d in cursor.fetchall()]
+        foreign = [c for c in constraints if c[3] == "f"]
+        keys = [c for c in constraints if c[3] != "f"]
+        # Foreign keys depend on the unique indexes they reference: drop them first.
+        for table, name, _, _ in foreign + keys:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        if indexes:
+            cursor.execute(f"DROP INDEX {', '.join(name for name, _ in indexes)}")
+    statements = [definition for _, definition in indexes]
+    statements += [f"ALTER TABLE {t} ADD CONSTRAINT {n} {d}" for t, n, d, _ in keys + foreign]
+    return DeferredDDL(tuple(statements))
+
+
+def copy_tables(
+    connection: BaseDatabaseWrapper, source: Readable, manifest: Manifest, progress: ProgressCallback
+) -> int:
+    """COPY every table of the (verified) archive in; returns the rows loaded."""
+    total = 0
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        names = [quote_ident(entry.name) for entry in manifest.tables]
+        if names:
+            # Data migrations may have created rows; the archive's rows replace them.
+            cursor.execute(f"TRUNCATE {', '.join(names)}")
+        for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
+            columns = ", ".join(quote_ident(column.name) for column in entry.columns)
+            raw.copy_expert(f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN", data, _COPY_BUFFER)
+            if raw.rowcount != entry.rows:
+                raise CorruptArchive(
+                    f"Table {entry.name} loaded {raw.rowcount} rows, the archive lists {entry.rows}. "
+                    "Nothing was changed. Restore another backup."
+                )
+            total += entry.rows
+            progress(TableProgress("load", entry.name, index, len(manifest.tables), entry.rows))
+    return total
+
+
+def recreate(connection: BaseDatabaseWrapper, deferred: DeferredDDL, progress: ProgressCallback) -> None:
+    with connection.cursor() as cursor:
+        for index, statement in enumerate(deferred.statements, start=1):
+            cursor.execute(statement)
+            progress(
+                TableProgress("indexes", statement.split(" ON ")[-1][:60], index, len(deferred.statements), 0)
+            )
+
+
+def tables_missing(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(_PRESENT, [list(tables)])
+        present = {str(row[0]) for row in cursor.fetchall()}
+    return [table for table in tables if table not in present]

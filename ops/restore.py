@@ -1,0 +1,311 @@
+"""Restores: verify the whole archive, then replace the database with it, all or nothing.
+
+Order of work:
+
+1. Find the archive (a backup in the repository by name, ``--latest``, a file, or ``-`` for
+   stdin), bring it to a private seekable file (decrypting it if it is age-encrypted), and verify
+   it entirely: format version, manifest, every checksum. Nothing is written before this passes.
+2. Refuse a backup naming migrations this code does not have.
+3. PostgreSQL: take the advisory lock (one restore per database), then in ONE transaction: check
+   for user data (``--if-empty`` stops here), take a safety backup of what is there, drop every
+   table, migrate to exactly the backup's recorded migrations, drop indexes and constraints, COPY
+   every table in, re-create indexes and constraints, reset sequences, commit.
+   SQLite: build a new file beside the old one and swap it in (ops/sqlite_load.py).
+4. Migrate forward to the code's migrations (unless ``migrate=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from django.apps import apps
+from django.core.management import call_command
+from django.core.management.color import no_style
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ops import pg_load
+from ops.archive import Manifest, Readable, verify_archive
+from ops.backup import backup_to_repository, check_supported
+from ops.conf import ops_setting
+from ops.db_tables import ModelTable, model_tables
+from ops.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.errors import OpsConfigurationError, OpsError, redact
+from ops.migration_state import check_known, migrate_to_recorded
+from ops.progress import ProgressCallback, TableProgress, no_progress
+from ops.repository import BackupRepository, configured_repository
+from ops.sqlite_load import restore_sqlite
+
+Confirm = Callable[[str], bool]
+
+
+class RestoreCancelled(OpsError):
+    pass
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    name: str
+    database: str
+    tables: int
+    rows: int
+    seconds: float
+    # False: --if-empty found data and left the database alone.
+    restored: bool
+    message: str = ""
+    safety_backup: str | None = None
+    migrated_forward: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "database": self.database,
+            "restored": self.restored,
+            "tables": self.tables,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "safety_backup": self.safety_backup,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class OpenedArchive:
+    name: str
+    manifest: Manifest
+    file: BinaryIO
+
+
+def _copy(source: Readable, target: IO[bytes]) -> None:
+    while chunk := source.read(1024 * 1024):
+        target.write(chunk)
+
+
+@contextlib.contextmanager
+def _plaintext(handle: BinaryIO, wrapped_identity: bytes | None) -> Iterator[BinaryIO]:
+    """``handle`` itself, or a private temporary file holding its decryption."""
+    head = handle.read(64)
+    handle.seek(0)
+    if not is_age_encrypted(head):
+        yield handle
+        return
+    identities = decryption_identities(wrapped_identity)
+    with tempfile.TemporaryFile(prefix="ops-restore-") as plain:
+        with decrypting(handle, identities) as reader:
+            _copy(reader, plain)
+        plain.seek(0)
+        yield cast(BinaryIO, plain)
+
+
+@contextlib.contextmanager
+def open_archive(
+    database: str,
+    source: str | None,
+    *,
+    latest: bool = False,
+    stdin: Readable | None = None,
+    repository: BackupRepository | None = None,
+) -> Iterator[OpenedArchive]:
+    """The verified archive named by ``source`` (repository name, file path or "-"), or the latest."""
+    with contextlib.ExitStack() as stack:
+        wrapped = None
+        if latest or (source is not None and source != "-" and not Path(source).is_file()):
+            repository = repository or configured_repository(database)
+            backup = repository.latest() if latest else repository.info(str(source))
+            name = backup.name
+            handle = cast(BinaryIO, stack.enter_context(repository.spooled(backup)))
+            wrapped = repository.wrapped_identity(backup)
+        elif source == "-":
+            name = "standard input"
+            # Read once, verified, then loaded: stdin cannot be read twice, so it is spooled.
+            handle = cast(BinaryIO, stack.enter_context(tempfile.TemporaryFile(prefix="ops-restore-")))
+            _copy(stdin if stdin is not None else sys.stdin.buffer, handle)
+            handle.seek(0)
+        elif source is not None:
+            name = Path(source).name
+            try:
+                handle = stack.enter_context(Path(source).open("rb"))
+            except OSError as error:
+                raise OpsConfigurationError(f"Cannot read {source} ({error.strerror}).") from None
+        else:
+            raise OpsConfigurationError("Name a backup, a file or - (stdin), or use --latest.")
+        plain = stack.enter_context(_plaintext(handle, wrapped))
+        manifest = verify_archive(plain, what=f"Backup {name}")
+        plain.seek(0)
+        yield OpenedArchive(name, manifest, plain)
+
+
+def _existing_model_tables(connection: BaseDatabaseWrapper, database: str) -> list[ModelTable]:
+    with connection.cursor() as cursor:
+        existing = set(connection.introspection.table_names(cursor))
+    return [table for table in model_tables(database) if table.name in existing]
+
+
+def holds_user_data(database: str) -> bool:
+    """Whether any table holds rows other than what ``migrate`` creates by itself."""
+    connection = connections[database]
+    with connection.cursor() as cursor:
+        for table in _existing_model_tables(connection, database):
+            if table.holds_user_data:
+                quoted = connection.ops.quote_name(table.name)
+                cursor.execute(f"SELECT 1 FROM {quoted} LIMIT 1")  # noqa: S608 (quoted identifier)
+                if cursor.fetchone():
+                    return True
+    return False
+
+
+def _reset_sequences(connection: BaseDatabaseWrapper, database: str, manifest: Manifest) -> None:
+    loaded = {entry.name for entry in manifest.tables}
+    models = [table.model for table in model_tables(database) if table.name in loaded]
+    with connection.cursor() as cursor:
+        for statement in connection.ops.sequence_reset_sql(no_style(), models):
+            cursor.execute(statement)
+
+
+def _describe(connection: BaseDatabaseWrapper) -> str:
+    name = str(connection.settings_dict.get("NAME") or connection.alias)
+    return Path(name).name if connection.vendor == "sqlite" else name
+
+
+def _safety_backup(database: str, in_transaction: bool) -> str:
+    repository = configured_repository(database)
+    name, _, _ = backup_to_repository(
+        database,
+        repository,
+        _existing_model_tables(connections[database], database),
+        reason="pre-restore",
+        in_transaction=in_transaction,
+    )
+    return name
+
+
+def _restore_postgres(
+    database: str, archive: OpenedArchive, *, if_empty: bool, progress: ProgressCallback
+) -> tuple[bool, str | None, int]:
+    connection = connections[database]
+    manifest = archive.manifest
+    lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
+    with lock, transaction.atomic(using=database):
+        with connection.cursor() as cursor:
+            # One snapshot for the emptiness check and the safety backup, taken after the lock.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(
+                "SET LOCAL maintenance_work_mem = %s", [str(ops_setting("RESTORE_MAINTENANCE_WORK_MEM"))]
+            )
+        has_data = holds_user_data(database)
+        if if_empty and has_data:
+            return False, None, 0
+        safety = _safety_backup(database, in_transaction=True) if has_data else None
+        pg_load.drop_all_tables(connection)
+        migrate_to_recorded(connection, manifest.migrations)
+        tables = [entry.name for entry in manifest.tables]
+        missing = pg_load.tables_missing(connection, tables)
+        if missing:
+            raise OpsError(
+                f"The backup holds tables its migrations do not create here: {', '.join(missing)}. "
+                "Restore it with the code (installed apps) it was taken with."
+            )
+        deferred = pg_load.drop_indexes_and_constraints(connection, tables)
+        rows = pg_load.copy_tables(connection, archive.file, manifest, progress)
+        pg_load.recreate(connection, deferred, progress)
+        _reset_sequences(connection, database, manifest)
+    return True, safety, rows
+
+
+def run_restore(
+    database: str = "default",
+    source: str | None = None,
+    *,
+    latest: bool = False,
+    confirm: Confirm | None = None,
+    if_empty: bool = False,
+    migrate: bool = True,
+    stdin: Readable | None = None,
+    progress: ProgressCallback = no_progress,
+) -> RestoreResult:
+    """Restore ``database`` from an archive. ``confirm`` asks before replacing data (None: don't ask)."""
+    started = time.monotonic()
+    connection = connections[database]
+    check_supported(connection)
+    if connection.in_atomic_block:
+        raise OpsConfigurationError("A restore cannot run inside a transaction: it manages its own.")
+    with open_archive(database, source, latest=latest, stdin=stdin) as archive:
+        manifest = archive.manifest
+        for index, entry in enumerate(manifest.tables, start=1):
+            progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))
+        if manifest.vendor != connection.vendor:
+            raise OpsConfigurationError(
+                f"Backup {archive.name} is of a {manifest.vendor} database and {database!r} is "
+                f"{connection.vendor}: restoring across engines is not supported yet."
+            )
+        check_known(connection, manifest.migrations)
+        label = _describe(connection)
+        try:
+            has_data = holds_user_data(database)
+            if if_empty and has_data:
+                return RestoreResult(
+                    archive.name,
+                    label,
+                    0,
+                    0,
+                    time.monotonic() - started,
+                    restored=False,
+                    message=f"Database {label} already holds data: nothing restored.",
+                )
+            if has_data and confirm is not None and not confirm(label):
+                raise RestoreCancelled("Restore cancelled: nothing was changed.")
+            if connection.vendor == "postgresql":
+                restored, safety, rows = _restore_postgres(
+                    database, archive, if_empty=if_empty, progress=progress
+                )
+                if not restored:
+                    return RestoreResult(
+                        archive.name,
+                        label,
+                        0,
+                        0,
+                        time.monotonic() - started,
+                        restored=False,
+                        message=f"Database {label} already holds data: nothing restored.",
+                    )
+            else:
+                safety = _safety_backup(database, in_transaction=False) if has_data else None
+                rows = restore_sqlite(connection, archive.file, manifest, progress)
+        except DatabaseError as error:
+            raise OpsError(
+                f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
+            ) from None
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.models import ContentType
+
+        ContentType.objects.clear_cache()
+    migrated = 0
+    if migrate:
+        out = io.StringIO()
+        try:
+            call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
+        except Exception as error:
+            raise OpsError(
+                f"The backup was restored, but migrating it forward failed: {redact(str(error))}. "
+                "Fix the migration and run `python manage.py migrate`."
+            ) from None
+        migrated = out.getvalue().count("  Applying ")
+    return RestoreResult(
+        name=archive.name,
+        database=label,
+        tables=len(manifest.tables),
+        rows=rows,
+        seconds=time.monotonic() - started,
+        restored=True,
+        safety_backup=safety,
+        migrated_forward=migrated,
+    )

@@ -1,0 +1,82 @@
+"""SQLite side of a restore: build the restored database beside the old one, then swap the files.
+
+The new file is migrated to the backup's state and loaded (prepared INSERTs in one transaction,
+foreign-key checks off while loading), then renamed over the old file: readers see either the old
+database or the new one, never a half-restored one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
+from ops.copy_text import decode_lines
+from ops.errors import OpsConfigurationError
+from ops.migration_state import migrate_to_recorded
+from ops.progress import ProgressCallback, TableProgress
+
+_BATCH = 2000
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def database_file(connection: BaseDatabaseWrapper) -> Path:
+    name = str(connection.settings_dict["NAME"])
+    if not name or name == ":memory:" or "mode=memory" in name:
+        raise OpsConfigurationError(
+            f"Database {connection.alias!r} is in memory: there is no file to restore into."
+        )
+    return Path(name)
+
+
+def restore_sqlite(
+    connection: BaseDatabaseWrapper, source: Readable, manifest: Manifest, progress: ProgressCallback
+) -> int:
+    target = database_file(connection)
+    temporary = target.with_name(f".{target.name}.restore-{secrets.token_hex(4)}")
+    alias = f"ops-restore-{secrets.token_hex(4)}"
+    connections.settings[alias] = {**connection.settings_dict, "NAME": str(temporary)}
+    try:
+        scratch = connections[alias]
+        migrate_to_recorded(scratch, manifest.migrations)
+        scratch.ensure_connection()
+        scratch.connection.execute("PRAGMA foreign_keys = OFF")
+        total = 0
+        with transaction.atomic(using=alias), scratch.cursor() as cursor:
+            for entry in manifest.tables:
+                cursor.execute(f"DELETE FROM {_quote(entry.name)}")  # noqa: S608 (quoted identifier)
+            for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
+                binary = [column.type == "BinaryField" for column in entry.columns]
+                columns = ", ".join(_quote(column.name) for column in entry.columns)
+                marks = ", ".join("?" for _ in entry.columns)
+                statement = f"INSERT INTO {_quote(entry.name)} ({columns}) VALUES ({marks})"  # noqa: S608
+                rows = decode_lines(data, binary)
+                loaded = 0
+                while True:
+                    batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
+                    if not batch:
+                        break
+                    cursor.connection.executemany(statement, batch)
+                    loaded += len(batch)
+                if loaded != entry.rows:
+                    raise CorruptArchive(
+                        f"Table {entry.name} holds {loaded} rows, the archive lists {entry.rows}."
+                    )
+                total += loaded
+                progress(TableProgress("load", entry.name, index, len(manifest.tables), loaded))
+        scratch.close()
+        connection.close()
+        os.replace(temporary, target)
+        return total
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+        temporary.unlink(missing_ok=True)
