@@ -1,0 +1,242 @@
+"""Time `manage.py backup` / `restore` against pg_dump -Fc, pg_restore, dumpdata and loaddata.
+
+Starts a throwaway PostgreSQL cluster, generates a preschool-shaped data set with generate_series
+(bench/benchapp: families, children with JSON, 2 M attendance rows, payments; indexes, unique
+constraints and foreign keys), then, at 1x and 2x the data:
+
+- our backup (a subprocess: `manage.py backup -o FILE`) vs `pg_dump -Fc`: wall time, archive size;
+- our restore into an empty database (verification, migrations, load, indexes, constraints,
+  sequences) vs `pg_restore` into an empty database;
+- peak RSS of each (wait4's ru_maxrss of the child);
+- dumpdata / loaddata, at 1x only and on a fraction of the data (they take minutes on all of it),
+  extrapolated linearly by row count: the output says so.
+
+    .venv/bin/python bench/bench_backup_restore.py [--scale 1.0] [--no-double] [--fraction 0.02]
+
+Scale 1 is about 2.8 M rows and 300 MB on disk. tests/test_bench_backup_restore.py runs it at a
+tiny scale so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.postgres_server import PostgresServer, _server_bindir, throwaway_cluster  # noqa: E402
+
+BASE_ROWS = {"families": 100_000, "children": 200_000, "attendance": 2_000_000, "payments": 500_000}
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> Run:
+    started = time.monotonic()
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({status}):\n{stderr}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def django_env(server: PostgresServer, database: str, backup_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "BENCH_DATABASE_URL": server.url(database),
+        "BENCH_BACKUP_DIR": str(backup_dir),
+    }
+
+
+def manage(server: PostgresServer, database: str, backup_dir: Path, *args: str) -> Run:
+    return run([sys.executable, "manage.py", *args], django_env(server, database, backup_dir))
+
+
+def generate(server: PostgresServer, database: str, scale: float) -> int:
+    rows = {name: max(10, int(count * scale)) for name, count in BASE_ROWS.items()}
+    conn = server.connect(database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO benchapp_family (name, email, created_at, notes) "
+            "SELECT 'Family ' || i, 'parent' || i || '@example.org', "
+            "timestamptz '2020-01-01' + i * interval '7 minutes', "
+            "CASE WHEN i %% 3 = 0 THEN repeat('Allergies: none. Pick-up by grandparents on Fridays. ', 2) "
+            "ELSE '' END FROM generate_series(1, %s) i",
+            [rows["families"]],
+        )
+        cur.execute(
+            "INSERT INTO benchapp_child (family_id, first_name, birth_date, details) "
+            "SELECT 1 + (i %% %s), 'Child ' || i, date '2018-01-01' + (i %% 2000), "
+            "jsonb_build_object('group', 'Group ' || (i %% 12), 'allergies', "
+            "jsonb_build_array('nuts', 'milk'), 'nap', i %% 2 = 0) FROM generate_series(1, %s) i",
+            [rows["families"], rows["children"]],
+        )
+        cur.execute(
+            "INSERT INTO benchapp_attendance (child_id, day, checked_in, checked_out, note) "
+            "SELECT 1 + (i %% %s), date '2022-01-01' + (i / %s), "
+            "timestamptz '2022-01-01 08:00' + (i / %s) * interval '1 day' + (i %% 60) * interval '1 minute', "
+            "timestamptz '2022-01-01 16:00' + (i / %s) * interval '1 day', "
+            "CASE WHEN i %% 10 = 0 THEN 'Picked up early' ELSE '' END FROM generate_series(1, %s) i",
+            [rows["children"], rows["children"], rows["children"], rows["children"], rows["attendance"]],
+        )
+        cur.execute(
+            "INSERT INTO benchapp_payment (family_id, amount, paid_at, reference) "
+            "SELECT 1 + (i %% %s), (100 + i %% 900)::numeric / 3, "
+            "timestamptz '2021-01-01' + i * interval '3 minutes', md5(i::text)::uuid "
+            "FROM generate_series(1, %s) i",
+            [rows["families"], rows["payments"]],
+        )
+        cur.execute("VACUUM ANALYZE")
+        cur.execute("SELECT pg_database_size(current_database())")
+        size = int(cur.fetchone()[0])
+    conn.close()
+    print(f"  data set: {sum(rows.values()):,} rows, {size / 2**20:.0f} MB on disk")
+    return sum(rows.values())
+
+
+def mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def bench_scale(
+    server: PostgresServer, scale: float, work: Path, *, with_django_dump: bool, fraction: float
+) -> dict:
+    bindir = _server_bindir()
+    source = f"bench_source_{str(scale).replace('.', '_')}"
+    server.drop_database(source)
+    server.create_database(source)
+    backups = work / "backups"
+    print(f"scale {scale}: migrating and generating ...")
+    manage(server, source, backups, "migrate", "--verbosity", "0")
+    total_rows = generate(server, source, scale)
+    results: dict = {"rows": total_rows}
+
+    ours = work / f"ours-{scale}.kidoo-backup"
+    results["backup"] = manage(server, source, backups, "backup", "-o", str(ours), "--verbosity", "0")
+    results["backup_size"] = ours.stat().st_size
+    dump = work / f"dump-{scale}.pgdump"
+    results["pg_dump"] = run(
+        [str(bindir / "pg_dump"), "-Fc", "-f", str(dump), "-d", server.url(source)], dict(os.environ)
+    )
+    results["pg_dump_size"] = dump.stat().st_size
+
+    target = f"bench_restore_{str(scale).replace('.', '_')}"
+    server.drop_database(target)
+    server.create_database(target)
+    results["restore"] = manage(
+        server, target, backups, "restore", str(ours), "--no-input", "--verbosity", "0"
+    )
+    server.drop_database(target)
+    server.create_database(target)
+    results["pg_restore"] = run(
+        [str(bindir / "pg_restore"), "--no-owner", "-d", server.url(target), str(dump)], dict(os.environ)
+    )
+    server.drop_database(target)
+
+    if with_django_dump:
+        part = f"bench_fraction_{str(scale).replace('.', '_')}"
+        server.drop_database(part)
+        server.create_database(part)
+        manage(server, part, backups, "migrate", "--verbosity", "0")
+        part_rows = generate(server, part, scale * fraction)
+        fixture = work / "fixture.json"
+        started = time.monotonic()
+        env = django_env(server, part, backups)
+        with fixture.open("w") as out:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "dumpdata",
+                    "--natural-foreign",
+                    "-e",
+                    "contenttypes",
+                    "-e",
+                    "auth.permission",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                check=True,
+            )
+        dump_seconds = time.monotonic() - started
+        server.drop_database(part)
+        server.create_database(part)
+        manage(server, part, backups, "migrate", "--verbosity", "0")
+        load = manage(server, part, backups, "loaddata", str(fixture), "--verbosity", "0")
+        factor = total_rows / part_rows
+        results["dumpdata"] = dump_seconds * factor
+        results["loaddata"] = load.seconds * factor
+        results["django_note"] = (
+            f"dumpdata/loaddata timed on {part_rows:,} rows ({fraction:.0%} of the data: "
+            f"{dump_seconds:.1f} s / {load.seconds:.1f} s) and extrapolated x{factor:.1f}"
+        )
+        server.drop_database(part)
+    server.drop_database(source)
+    return results
+
+
+def report(scale: float, r: dict) -> None:
+    b, d, rs, pr = r["backup"], r["pg_dump"], r["restore"], r["pg_restore"]
+    print(f"\n== scale {scale}: {r['rows']:,} rows ==")
+    print(f"{'':22}{'seconds':>10}{'size':>12}{'peak RSS':>12}")
+    print(f"{'ops backup':22}{b.seconds:10.2f}{mb(r['backup_size']):>12}{b.peak_rss_mb:9.0f} MB")
+    print(f"{'pg_dump -Fc':22}{d.seconds:10.2f}{mb(r['pg_dump_size']):>12}{d.peak_rss_mb:9.0f} MB")
+    print(f"{'ops restore':22}{rs.seconds:10.2f}{'':>12}{rs.peak_rss_mb:9.0f} MB")
+    print(f"{'pg_restore':22}{pr.seconds:10.2f}{'':>12}{pr.peak_rss_mb:9.0f} MB")
+    print(f"backup / pg_dump time:     {b.seconds / d.seconds:5.2f}x  (target <= 0.8)")
+    print(f"backup / pg_dump size:     {r['backup_size'] / r['pg_dump_size']:5.2f}x  (target <= 0.6)")
+    print(f"restore / pg_restore time: {rs.seconds / pr.seconds:5.2f}x  (target <= 1.0)")
+    if "dumpdata" in r:
+        print(f"{'dumpdata (extrap.)':22}{r['dumpdata']:10.1f}")
+        print(f"{'loaddata (extrap.)':22}{r['loaddata']:10.1f}")
+        print(f"dumpdata / backup:         {r['dumpdata'] / b.seconds:5.0f}x faster  (target >= 50)")
+        print(f"loaddata / restore:        {r['loaddata'] / rs.seconds:5.0f}x faster  (target >= 50)")
+        print(f"  ({r['django_note']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--no-double", action="store_true", help="Skip the 2x run (RSS flatness).")
+    parser.add_argument(
+        "--fraction", type=float, default=0.02, help="Share of the data for dumpdata/loaddata."
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    try:
+        with throwaway_cluster() as server:
+            first = bench_scale(server, args.scale, work, with_django_dump=True, fraction=args.fraction)
+            report(args.scale, first)
+            if not args.no_double:
+                second = bench_scale(
+                    server, args.scale * 2, work, with_django_dump=False, fraction=args.fraction
+                )
+                report(args.scale * 2, second)
+                print(
+                    f"\npeak RSS 1x -> 2x: backup {first['backup'].peak_rss_mb:.0f} -> "
+                    f"{second['backup'].peak_rss_mb:.0f} MB, restore {first['restore'].peak_rss_mb:.0f} -> "
+                    f"{second['restore'].peak_rss_mb:.0f} MB"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""Settings for bench/bench_backup_restore.py: the project's, plus the bench app, on BENCH_DATABASE_URL."""
+
+import os
+
+import dj_database_url
+
+from kidoo_preschool.settings import *  # noqa: F403
+from kidoo_preschool.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "bench.benchapp"]
+DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
+OPS = {"BACKUP_DIR": os.environ.get("BENCH_BACKUP_DIR", "/tmp/bench-backups"), "BACKUP_REPOSITORY": "local"}
