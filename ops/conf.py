@@ -66,6 +66,13 @@ DEFAULTS: dict[str, Any] = {
     "HEALTHZ_DATABASE": "default",
     "HEALTHZ_DB_TIMEOUT": 2.0,
     "HEALTHZ_CACHE_SECONDS": 1.0,
+    # normalize_media_urls (ops/media_repair.py). Undo logs (media names only); None: BACKUP_DIR/undo.
+    "MEDIA_UNDO_DIR": None,
+    # Rows read per query, and repairs written per transaction.
+    "MEDIA_REPAIR_PAGE_SIZE": 5000,
+    "MEDIA_REPAIR_BATCH_SIZE": 5000,
+    # --check-remote stops while this many Admin API calls of the hour are left for the site itself.
+    "MEDIA_REMOTE_RESERVE_CALLS": 10,
 }
 
 

@@ -17,8 +17,8 @@ API
   EXTERNAL: the cleaned URL, which a helper may serve as is), ``reason`` (one line for reports).
   It never raises, and canonical values are fixed points: ``parse(canonical_name)`` is CANONICAL
   with the same name. BROKEN is not decided here: it needs an existence check (ops.media_remote).
-- ``lookup_public_ids(name, context)``: the Cloudinary public_ids a storage name is delivered from
-  (what an existence check asks for).
+- ``lookup_public_ids(name, context)`` / ``remote_keys(name, context)``: the Cloudinary public_ids
+  (with resource and delivery type) a stored name is delivered from: what an existence check asks.
 
 Shapes recognised (django-cloudinary-storage context, MEDIA_URL ``/media/``, cloud ``demo``)
 --------------------------------------------------------------------------------------------
@@ -66,6 +66,7 @@ __all__ = [
     "lookup_public_ids",
     "media_context_for",
     "parse_media_value",
+    "remote_keys",
 ]
 
 
@@ -339,6 +340,17 @@ def lookup_public_ids(name: str, context: MediaContext) -> tuple[str, ...]:
     if context.resource_type != "raw" and "." in last.strip("."):
         return (public_id, public_id.rsplit(".", 1)[0])
     return (public_id,)
+
+
+def remote_keys(name: str, context: MediaContext) -> tuple[tuple[str, str, str], ...]:
+    """``(resource_type, delivery_type, public_id)`` of each public_id ``name`` may be delivered from."""
+    resource_type, delivery_type = context.resource_type, context.delivery_type
+    if context.kind is StorageKind.CLOUDINARY_FIELD:
+        match = _FIELD_VALUE.match(name)
+        if match is not None:
+            resource_type = match.group("resource_type") or resource_type
+            delivery_type = match.group("type") or delivery_type
+    return tuple((resource_type, delivery_type, public_id) for public_id in lookup_public_ids(name, context))
 
 
 def cloudinary_field_context(

@@ -47,7 +47,7 @@ DATABASES = {
     },
 }
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres", "tests.fidelity"]
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres", "tests.fidelity", "tests.mediaapp"]
 # The fidelity app's PostgreSQL-only models stay off SQLite databases.
 DATABASE_ROUTERS = ["tests.fidelity.routers.PostgresOnlyModels"]
 

@@ -10,7 +10,7 @@ import cloudinary.utils
 import pytest
 from cloudinary.models import CloudinaryField
 from django.core.files.storage import FileSystemStorage, default_storage
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ops.media_refs import (
@@ -364,6 +364,8 @@ def test_sdk_urls_parse_back_into_the_cloudinary_fields_value(
     folders: list[str], stem: str, version: int
 ) -> None:
     public_id = "/".join([*folders, stem])
+    # The SDK returns a source starting with "http:" unchanged, as a URL of its own.
+    assume(not public_id.startswith(("http:", "https:")))
     url = sdk_url(public_id, format="jpg", version=version, secure=True)
 
     stored = parse_media_value(url, FIELD).canonical_name
