@@ -149,7 +149,26 @@ def parse_media_value(value: str | None, context: MediaContext) -> MediaValue:
         return MediaValue(MediaCategory.UNKNOWN, reason=f"unparseable ({type(error).__name__})")
 
 
-def _parse(value: str | None, context: MediaContext) -> MediaValue:
+# Names that need no parsing: plain characters, no scheme, no percent, no leading slash or dot.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-./]*")
+
+
+def _is_plain_canonical(value: str, context: MediaContext) -> bool:
+    """The common case of a scan (an already canonical name), decided without the full parse."""
+    if context.kind is StorageKind.CLOUDINARY_FIELD or not _PLAIN_NAME.fullmatch(value):
+        return False
+    prefix = context.name_prefix or (f"{context.media_path}/" if context.media_path else "")
+    return not (
+        "//" in value
+        or "/." in value
+        or value.endswith("/")
+        or (prefix and (value.startswith(prefix + prefix) or value == prefix.rstrip("/")))
+    )
+
+
+def _parse(value: str | None, context: MediaContext, *, fast: bool = True) -> MediaValue:
+    if fast and value is not None and _is_plain_canonical(value, context):
+        return MediaValue(MediaCategory.CANONICAL, value, reason="storage name")
     if value is None or not value.strip():
         return MediaValue(MediaCategory.EMPTY, reason="no file")
     text = value.strip()

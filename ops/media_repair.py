@@ -389,6 +389,9 @@ def repair_media(
     report = _Report(options.report_path) if options.report_path else None
     result.report_file = str(options.report_path) if options.report_path else None
     seen_examples: Counter[str] = Counter()
+    counts = result.counts
+    examples = options.examples
+    quiet_canonical = report is None
     try:
         for model, model_columns in by_model.items():
             names = [c.column for c in model_columns]
@@ -401,11 +404,11 @@ def repair_media(
                     for index, column in enumerate(model_columns):
                         old = row[index + 1]
                         category, new, reason = _classify(old, column, existence, options)
+                        counts[category] += 1
                         if category == EMPTY:
-                            result.counts[EMPTY] += 1
                             continue
-                        result.values_scanned += 1
-                        result.counts[category] += 1
+                        if category == CANONICAL and quiet_canonical and seen_examples[CANONICAL] >= examples:
+                            continue  # the bulk of a scan: counted, nothing else to do
                         if category == FIXABLE and new is not None and new.startswith("upload:"):
                             new = _upload(new.removeprefix("upload:"), column) if options.apply else new
                             result.uploads += 1
@@ -431,6 +434,7 @@ def repair_media(
                 undo = undo or _open_undo(options, result)
                 _flush(model, model_columns, pending, database, undo, result)
     finally:
+        result.values_scanned = sum(counts[c] for c in CATEGORIES)
         if undo is not None:
             undo.close()
         if report is not None:

@@ -13,6 +13,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ops import media_refs
 from ops.media_refs import (
     MediaCategory,
     MediaContext,
@@ -381,3 +382,14 @@ def test_urls_of_another_account_are_external(folders: list[str], stem: str) -> 
     url, _ = cloudinary.utils.cloudinary_url("/".join(["media", *folders, stem]), cloud_name="someone-else")
 
     assert parse_media_value(url, IMAGES).category is MediaCategory.EXTERNAL
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    value=st.one_of(ANY_TEXT, st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_\-./]{0,30}", fullmatch=True)),
+    context=CONTEXTS,
+)
+def test_parse_media_value__fast_path_for_plain_names_agrees_with_the_full_parse(
+    value: str, context: MediaContext
+) -> None:
+    assert media_refs._parse(value, context) == media_refs._parse(value, context, fast=False)

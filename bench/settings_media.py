@@ -1,0 +1,26 @@
+"""Settings for bench/bench_normalize_media_urls.py: media on django-cloudinary-storage, as in production.
+
+The credentials are placeholders: classifying and repairing stored values makes no Cloudinary call
+(only --check-remote and --upload-missing do, and the benchmark uses neither).
+"""
+
+import os
+
+import dj_database_url
+
+from kidoo_preschool.settings import *  # noqa: F403
+from kidoo_preschool.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [
+    *INSTALLED_APPS[: INSTALLED_APPS.index("django.contrib.staticfiles") + 1],
+    "cloudinary_storage",
+    *INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.staticfiles") + 1 :],
+    "bench.mediabench",
+]
+DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
+CLOUDINARY_STORAGE = {"CLOUD_NAME": "bench", "API_KEY": "000", "API_SECRET": "placeholder", "SECURE": True}
+STORAGES = {
+    "default": {"BACKEND": "cloudinary_storage.storage.MediaCloudinaryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+OPS = {"MEDIA_UNDO_DIR": os.environ.get("BENCH_UNDO_DIR", "/tmp/bench-media-undo")}
