@@ -8,6 +8,10 @@ constraints and foreign keys), then, at 1x and 2x the data:
 - our restore into an empty database (verification, migrations, load, indexes, constraints,
   sequences) vs `pg_restore` into an empty database;
 - peak RSS of each (wait4's ru_maxrss of the child);
+- encryption at rest: the same backup and restore through the backup repository (a local folder),
+  once plain and once age-encrypted to an X25519 recipient (a key pair generated for the run;
+  BACKUP_AGE_RECIPIENTS for the backup, BACKUP_AGE_IDENTITY for the restore), side by side: the
+  encrypted / plain ratios of time, and peak RSS;
 - dumpdata / loaddata, at 1x only and on a fraction of the data (they take minutes on all of it),
   extrapolated linearly by row count: the output says so.
 
@@ -28,9 +32,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pyrage import x25519  # noqa: E402
 
 from tests.postgres_server import PostgresServer, _server_bindir, throwaway_cluster  # noqa: E402
 
@@ -54,17 +61,62 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024)
 
 
-def django_env(server: PostgresServer, database: str, backup_dir: Path) -> dict[str, str]:
+_AGE_VARIABLES = (
+    "BACKUP_AGE_RECIPIENTS",
+    "BACKUP_AGE_RECIPIENTS_FILE",
+    "BACKUP_AGE_PASSPHRASE",
+    "BACKUP_AGE_IDENTITY",
+    "BACKUP_AGE_IDENTITY_FILE",
+)
+
+
+def django_env(
+    server: PostgresServer, database: str, backup_dir: Path, age: dict[str, str] | None = None
+) -> dict[str, str]:
+    # Keys only where the run asks for them: the caller's own BACKUP_AGE_* never leak in.
+    base = {name: value for name, value in os.environ.items() if name not in _AGE_VARIABLES}
     return {
-        **os.environ,
+        **base,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "BENCH_DATABASE_URL": server.url(database),
         "BENCH_BACKUP_DIR": str(backup_dir),
+        **(age or {}),
     }
 
 
-def manage(server: PostgresServer, database: str, backup_dir: Path, *args: str) -> Run:
-    return run([sys.executable, "manage.py", *args], django_env(server, database, backup_dir))
+def manage(
+    server: PostgresServer, database: str, backup_dir: Path, *args: str, age: dict[str, str] | None = None
+) -> Run:
+    return run([sys.executable, "manage.py", *args], django_env(server, database, backup_dir, age))
+
+
+def repository_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("part-*"))
+
+
+def bench_repository(
+    server: PostgresServer, source: str, target: str, work: Path, results: dict[str, Any]
+) -> None:
+    """Backup and restore through the repository, plain then age-encrypted, back to back."""
+    identity = x25519.Identity.generate()
+    modes = {
+        "plain": ({}, {}),
+        "age": ({"BACKUP_AGE_RECIPIENTS": str(identity.to_public())}, {"BACKUP_AGE_IDENTITY": str(identity)}),
+    }
+    for mode, (backup_keys, restore_keys) in modes.items():
+        folder = work / f"repository-{mode}"
+        shutil.rmtree(folder, ignore_errors=True)
+        results[f"repo_{mode}_backup"] = manage(
+            server, source, folder, "backup", "--verbosity", "0", age=backup_keys
+        )
+        results[f"repo_{mode}_size"] = repository_size(folder)
+        server.drop_database(target)
+        server.create_database(target)
+        results[f"repo_{mode}_restore"] = manage(
+            server, target, folder, "restore", "--latest", "--no-input", "--verbosity", "0", age=restore_keys
+        )
+        server.drop_database(target)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def generate(server: PostgresServer, database: str, scale: float) -> int:
@@ -116,7 +168,7 @@ def mb(size: int) -> str:
 
 def bench_scale(
     server: PostgresServer, scale: float, work: Path, *, with_django_dump: bool, fraction: float
-) -> dict:
+) -> dict[str, Any]:
     bindir = _server_bindir()
     source = f"bench_source_{str(scale).replace('.', '_')}"
     server.drop_database(source)
@@ -125,7 +177,7 @@ def bench_scale(
     print(f"scale {scale}: migrating and generating ...")
     manage(server, source, backups, "migrate", "--verbosity", "0")
     total_rows = generate(server, source, scale)
-    results: dict = {"rows": total_rows}
+    results: dict[str, Any] = {"rows": total_rows}
 
     ours = work / f"ours-{scale}.kidoo-backup"
     results["backup"] = manage(server, source, backups, "backup", "-o", str(ours), "--verbosity", "0")
@@ -148,6 +200,7 @@ def bench_scale(
         [str(bindir / "pg_restore"), "--no-owner", "-d", server.url(target), str(dump)], dict(os.environ)
     )
     server.drop_database(target)
+    bench_repository(server, source, target, work, results)
 
     if with_django_dump:
         part = f"bench_fraction_{str(scale).replace('.', '_')}"
@@ -192,7 +245,7 @@ def bench_scale(
     return results
 
 
-def report(scale: float, r: dict) -> None:
+def report(scale: float, r: dict[str, Any]) -> None:
     b, d, rs, pr = r["backup"], r["pg_dump"], r["restore"], r["pg_restore"]
     print(f"\n== scale {scale}: {r['rows']:,} rows ==")
     print(f"{'':22}{'seconds':>10}{'size':>12}{'peak RSS':>12}")
@@ -203,6 +256,18 @@ def report(scale: float, r: dict) -> None:
     print(f"backup / pg_dump time:     {b.seconds / d.seconds:5.2f}x  (target <= 0.8)")
     print(f"backup / pg_dump size:     {r['backup_size'] / r['pg_dump_size']:5.2f}x  (target <= 0.6)")
     print(f"restore / pg_restore time: {rs.seconds / pr.seconds:5.2f}x  (target <= 1.0)")
+    print("through the repository (local folder), plain vs age X25519:")
+    for mode, label in (("plain", "plain"), ("age", "age-encrypted")):
+        backup, restore = r[f"repo_{mode}_backup"], r[f"repo_{mode}_restore"]
+        size = mb(r[f"repo_{mode}_size"])
+        print(f"  {'backup ' + label:22}{backup.seconds:8.2f}{size:>12}{backup.peak_rss_mb:9.0f} MB")
+        print(f"  {'restore ' + label:22}{restore.seconds:8.2f}{'':>12}{restore.peak_rss_mb:9.0f} MB")
+    plain_b, age_b = r["repo_plain_backup"], r["repo_age_backup"]
+    plain_r, age_r = r["repo_plain_restore"], r["repo_age_restore"]
+    print(f"encrypted / plain backup time:  {age_b.seconds / plain_b.seconds:5.2f}x")
+    print(f"encrypted / plain restore time: {age_r.seconds / plain_r.seconds:5.2f}x")
+    print(f"encrypted backup / pg_dump time:     {age_b.seconds / d.seconds:5.2f}x")
+    print(f"encrypted restore / pg_restore time: {age_r.seconds / pr.seconds:5.2f}x")
     if "dumpdata" in r:
         print(f"{'dumpdata (extrap.)':22}{r['dumpdata']:10.1f}")
         print(f"{'loaddata (extrap.)':22}{r['loaddata']:10.1f}")
@@ -232,7 +297,11 @@ def main() -> None:
                 print(
                     f"\npeak RSS 1x -> 2x: backup {first['backup'].peak_rss_mb:.0f} -> "
                     f"{second['backup'].peak_rss_mb:.0f} MB, restore {first['restore'].peak_rss_mb:.0f} -> "
-                    f"{second['restore'].peak_rss_mb:.0f} MB"
+                    f"{second['restore'].peak_rss_mb:.0f} MB; encrypted backup "
+                    f"{first['repo_age_backup'].peak_rss_mb:.0f} -> "
+                    f"{second['repo_age_backup'].peak_rss_mb:.0f} MB, "
+                    f"encrypted restore {first['repo_age_restore'].peak_rss_mb:.0f} -> "
+                    f"{second['repo_age_restore'].peak_rss_mb:.0f} MB"
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)

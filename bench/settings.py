@@ -9,4 +9,9 @@ from kidoo_preschool.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.benchapp"]
 DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
-OPS = {"BACKUP_DIR": os.environ.get("BENCH_BACKUP_DIR", "/tmp/bench-backups"), "BACKUP_REPOSITORY": "local"}
+OPS = {
+    "BACKUP_DIR": os.environ.get("BENCH_BACKUP_DIR", "/tmp/bench-backups"),
+    "BACKUP_REPOSITORY": "local",
+    # The source and the restored database have different names: one namespace for both.
+    "BACKUP_NAMESPACE": "bench",
+}

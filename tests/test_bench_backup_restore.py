@@ -33,3 +33,5 @@ def test_bench_backup_restore__runs_at_a_tiny_scale() -> None:
     assert "backup / pg_dump time:" in result.stdout
     assert "restore / pg_restore time:" in result.stdout
     assert "extrapolated" in result.stdout
+    assert "encrypted / plain backup time:" in result.stdout
+    assert "encrypted / plain restore time:" in result.stdout
