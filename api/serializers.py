@@ -1,97 +1,80 @@
 """Model instances as the JSON the public API returns, and the one way media become URLs.
 
 Every file field leaves through ``public_media_url``: the site's data holds media values in several
-legacy shapes (see ``parse_stored_media_value``), and a URL built any other way is how images broke
-with a double prefix.
+legacy shapes, and a URL built any other way is how images broke with a double prefix. The shapes
+are told apart by ``ops.media_refs``, the parser ``normalize_media_urls`` repairs them with, so
+what the API serves and what the command writes back never disagree.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.files.storage import Storage, default_storage
+from django.core.signals import setting_changed
 from django.db.models.fields.files import FieldFile
+from django.dispatch import receiver
 from django.http import HttpRequest
+from django.utils.functional import LazyObject, empty
 
 from api.models import Announcement, Event, GalleryAlbum, GalleryImage, Program, Teacher, Testimonial
+from ops.media_refs import MediaCategory, MediaContext, media_context_for, parse_media_value
 
 JsonDict = dict[str, Any]
 
-# "https://", and the "https:/" left behind when something collapsed double slashes.
-_URL_START = re.compile(r"(?i)https?:/+")
+# id(storage) -> (storage, its context). A list of 100 pictures reads its storage's context once,
+# not 100 times; holding the storage keeps its id from being reused by another object.
+_contexts: dict[int, tuple[Storage, MediaContext]] = {}
+# Storages are a handful per process; explicit ones made per call must not grow this forever.
+_MAX_CACHED_CONTEXTS = 64
 
 
-@dataclass(frozen=True)
-class StoredMediaValue:
-    """What a stored media value refers to: exactly one of ``url`` or ``storage_name`` is set."""
-
-    url: str | None = None
-    storage_name: str | None = None
-
-
-def _media_path_prefix() -> str:
-    # MEDIA_URL may be absolute ("https://cdn.example/media/"); stored values only carry its path.
-    return urlsplit(settings.MEDIA_URL).path.strip("/")
+def _concrete(storage: Storage) -> Storage:
+    # api.storage.document_storage may wrap default_storage: a lazy object inside a lazy object.
+    while isinstance(storage, LazyObject):
+        if storage._wrapped is empty:
+            storage._setup()
+        storage = storage._wrapped
+    return storage
 
 
-def _repair_url(value: str) -> str:
-    """``value`` (starting with a URL) as a well-formed URL, innermost URL first.
+def media_context(storage: Storage) -> MediaContext:
+    """What ``storage`` makes of a stored value (``ops.media_refs``), built once per storage."""
+    storage = _concrete(storage)
+    cached = _contexts.get(id(storage))
+    if cached is not None and cached[0] is storage:
+        return cached[1]
+    context = media_context_for(storage)
+    if len(_contexts) >= _MAX_CACHED_CONTEXTS:
+        _contexts.clear()
+    _contexts[id(storage)] = (storage, context)
+    return context
 
-    A value that went through a storage's ``url()`` once too often holds a full URL inside the
-    path of another (``.../upload/v1/media/https://res.cloudinary.com/...``): the inner one is
-    the real file.
-    """
-    path_end = len(value.split("?", 1)[0])
-    starts = [match.start() for match in _URL_START.finditer(value) if match.start() < path_end]
-    innermost = value[starts[-1] :]
-    scheme, rest = innermost.split(":", 1)
-    return f"{scheme.lower()}://{rest.lstrip('/')}"
 
-
-def parse_stored_media_value(value: str) -> StoredMediaValue | None:
-    """Classify a stored media value; None when there is no file.
-
-    The shapes found in the site's data:
-
-    - ``gallery/x.jpg``: a storage name (the normal case);
-    - ``https://res.cloudinary.com/...``: a full URL stored instead of a name;
-    - ``/media/gallery/x.jpg``: a name with MEDIA_URL glued in front;
-    - ``/media/https://res...`` or ``media/https:/res...``: MEDIA_URL glued in front of a full URL
-      (with slashes collapsed on the way).
-
-    A bare ``media/...`` without a URL after it stays a name: Cloudinary's storage names its
-    uploads that way, and on disk it may be a real folder.
-    """
-    value = value.strip()
-    if not value:
-        return None
-    if _URL_START.match(value):
-        return StoredMediaValue(url=_repair_url(value))
-    prefix = _media_path_prefix()
-    if prefix:
-        for glued in (f"/{prefix}/", f"{prefix}/"):
-            if value.startswith(glued):
-                remainder = value[len(glued) :]
-                if _URL_START.match(remainder):
-                    return StoredMediaValue(url=_repair_url(remainder))
-                if glued.startswith("/"):
-                    return StoredMediaValue(storage_name=remainder.lstrip("/")) if remainder else None
-    return StoredMediaValue(storage_name=value.lstrip("/"))
+@receiver(setting_changed)
+def _forget_media_contexts(**kwargs: Any) -> None:
+    # MEDIA_URL, STORAGES, CLOUDINARY_STORAGE... all shape a context; settings only change in tests.
+    _contexts.clear()
 
 
 def public_media_url(
     value: FieldFile | str | None, request: HttpRequest | None = None, storage: Storage | None = None
 ) -> str | None:
-    """The public absolute URL of a stored media value, or None when there is no file.
+    """The public absolute URL of a stored media value, or None when there is no usable file.
 
-    The URL comes from ``storage`` (else the field's own storage, else ``default_storage``), so it
-    is right for local disk and Cloudinary alike; a value that already is a URL is returned as that
-    URL, never run through the storage again. Relative URLs (FileSystemStorage's ``/media/...``)
-    are made absolute with ``request``: the frontend is on another host.
+    Classified by ``ops.media_refs.parse_media_value`` against ``storage`` (else the field's own
+    storage, else ``default_storage``):
+
+    - a storage name, or a legacy shape of one (a full delivery URL of this account, MEDIA_URL glued
+      in front, a doubled prefix, a URL nested in a URL...): the storage's ``url()`` of the
+      canonical name, so it is right for local disk and Cloudinary alike and never prefixed twice;
+    - an external URL (another host or account): that URL, cleaned, never run through the storage;
+    - empty, or a value that names no file safely (``data:``, ``../x``, a path outside MEDIA_ROOT,
+      a folder): None, so the frontend shows its placeholder instead of a broken or unsafe link.
+
+    Relative URLs (FileSystemStorage's ``/media/...``) are made absolute with ``request``: the
+    frontend is on another host.
     """
     if value is None:
         return None
@@ -100,14 +83,16 @@ def public_media_url(
         stored = value.name or ""
     else:
         stored = value
-    parsed = parse_stored_media_value(stored)
-    if parsed is None:
+    if not stored:
         return None
-    if parsed.url is not None:
-        url = parsed.url
+    storage = storage or default_storage
+    parsed = parse_media_value(stored, media_context(storage))
+    if parsed.category in (MediaCategory.CANONICAL, MediaCategory.FIXABLE) and parsed.canonical_name:
+        url = storage.url(parsed.canonical_name)
+    elif parsed.category is MediaCategory.EXTERNAL and parsed.external_url:
+        url = parsed.external_url
     else:
-        assert parsed.storage_name is not None
-        url = (storage or default_storage).url(parsed.storage_name)
+        return None
     if request is not None and not urlsplit(url).scheme:
         url = request.build_absolute_uri(url)
     return url

@@ -405,7 +405,8 @@ def media_context_for(storage: Any, *, media_url: str | None = None, sdk_config:
     the cloudinary SDK; ``media_url`` and ``sdk_config`` default to the settings and the SDK's
     global configuration.
     """
-    if isinstance(storage, LazyObject):  # default_storage, api.storage.document_storage
+    # default_storage; a project's lazy storage, which may itself wrap default_storage.
+    while isinstance(storage, LazyObject):
         if storage._wrapped is empty:
             storage._setup()
         storage = storage._wrapped

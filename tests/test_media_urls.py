@@ -1,4 +1,8 @@
-"""api.serializers.public_media_url: every stored shape becomes one correct, absolute URL."""
+"""api.serializers.public_media_url: every stored shape becomes one correct, absolute URL.
+
+The shapes are classified by ops.media_refs (tested on its own in test_media_refs.py); these tests
+check what the API makes of each class, and that it agrees with what normalize_media_urls writes.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.test import RequestFactory
 
 from api.demo_data import demo_image
-from api.models import Program
-from api.serializers import StoredMediaValue, parse_stored_media_value, public_media_url
+from api.models import Announcement, Program
+from api.serializers import media_context, public_media_url
+from ops.media_refs import MediaCategory, media_context_for, parse_media_value
 
 CLOUDINARY_URL = "https://res.cloudinary.com/demo/image/upload/v1/media/gallery/x"
 
@@ -177,36 +182,95 @@ def test_media_url_on_cloudinary__field_file_of_a_saved_model(
     assert fetch(url) == picture
 
 
-# --- the shape parser itself --------------------------------------------------------------------
+# --- one parser: the API serves what normalize_media_urls would write ------------------------------
+
+SHAPES = [
+    "gallery/x.jpg",
+    "  gallery/x.jpg ",
+    "media/gallery/x",
+    "media/media/gallery/x",
+    "/media/gallery/x.jpg",
+    CLOUDINARY_URL,
+    "HTTPS://res.cloudinary.com/demo/x",
+    f"/media/{CLOUDINARY_URL}",
+    f"media/{CLOUDINARY_URL}",
+    "/media/https:/res.cloudinary.com/demo/x",
+    "/media/https%3A//res.cloudinary.com/demo/x",
+    "//res.cloudinary.com/demo/image/upload/v1/media/gallery/x",
+    "https://example.org/img?next=https://other.example/",
+    "",
+    "   ",
+    "/media/",
+    "data:image/png;base64,AAAA",
+    "javascript:alert(1)",
+    "../etc/passwd",
+    "gallery/../../x.jpg",
+    "/srv/elsewhere/x.jpg",
+]
+
+
+@pytest.mark.parametrize("stored", SHAPES)
+def test_media_url__agrees_with_the_parser_normalize_media_urls_uses(stored: str) -> None:
+    parsed = parse_media_value(stored, media_context_for(default_storage))
+    if parsed.category in (MediaCategory.CANONICAL, MediaCategory.FIXABLE):
+        assert parsed.canonical_name is not None
+        expected: str | None = default_storage.url(parsed.canonical_name)
+    elif parsed.category is MediaCategory.EXTERNAL:
+        expected = parsed.external_url
+    else:
+        expected = None
+
+    assert public_media_url(stored) == expected
 
 
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [
-        ("gallery/x.jpg", StoredMediaValue(storage_name="gallery/x.jpg")),
-        ("  gallery/x.jpg ", StoredMediaValue(storage_name="gallery/x.jpg")),
-        # Cloudinary's own storage names: a real name, not a glued prefix.
-        ("media/gallery/x", StoredMediaValue(storage_name="media/gallery/x")),
-        ("/media/gallery/x.jpg", StoredMediaValue(storage_name="gallery/x.jpg")),
-        (CLOUDINARY_URL, StoredMediaValue(url=CLOUDINARY_URL)),
-        ("HTTPS://res.cloudinary.com/demo/x", StoredMediaValue(url="https://res.cloudinary.com/demo/x")),
-        (f"/media/{CLOUDINARY_URL}", StoredMediaValue(url=CLOUDINARY_URL)),
-        (f"media/{CLOUDINARY_URL}", StoredMediaValue(url=CLOUDINARY_URL)),
-        (
-            "/media/https:/res.cloudinary.com/demo/x",
-            StoredMediaValue(url="https://res.cloudinary.com/demo/x"),
-        ),
+        ("  gallery/x.jpg ", "/media/gallery/x.jpg"),
+        # Under FileSystemStorage a doubled prefix loses one layer: media/ may be a real folder.
+        ("media/media/gallery/x", "/media/media/gallery/x"),
+        ("HTTPS://res.cloudinary.com/demo/x", "https://res.cloudinary.com/demo/x"),
+        ("/media/https%3A//res.cloudinary.com/demo/x", "https://res.cloudinary.com/demo/x"),
+        ("//res.cloudinary.com/demo/x.jpg", "https://res.cloudinary.com/demo/x.jpg"),
         # A URL in the query string is not a nested file URL.
         (
             "https://example.org/img?next=https://other.example/",
-            StoredMediaValue(url="https://example.org/img?next=https://other.example/"),
+            "https://example.org/img?next=https://other.example/",
         ),
-        ("", None),
-        ("   ", None),
-        ("/media/", None),
     ],
 )
-def test_parse_stored_media_value__classifies_each_shape(
-    stored: str, expected: StoredMediaValue | None
-) -> None:
-    assert parse_stored_media_value(stored) == expected
+def test_media_url__legacy_shapes_under_the_file_system_storage(stored: str, expected: str) -> None:
+    assert public_media_url(stored) == expected
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "   ",
+        "/media/",
+        "data:image/png;base64,AAAA",
+        "javascript:alert(1)",
+        "../x.jpg",
+        "/srv/elsewhere/x.jpg",
+    ],
+)
+def test_media_url__a_value_that_names_no_file_safely_is_none(stored: str, request_on_site: Any) -> None:
+    assert public_media_url(stored, request_on_site) is None
+
+
+def test_media_url__document_storage_wrapping_the_default_one_is_understood() -> None:
+    attachment = Announcement(attachment="/media/announcements/dates.pdf").attachment
+
+    assert public_media_url(attachment) == "/media/announcements/dates.pdf"
+    assert media_context(attachment.storage) is media_context(default_storage)
+
+
+def test_media_context__built_once_per_storage_and_again_when_settings_change(settings: Any) -> None:
+    first = media_context(default_storage)
+    assert media_context(default_storage) is first
+
+    settings.MEDIA_URL = "/uploads/"
+
+    again = media_context(default_storage)
+    assert again is not first
+    assert again.media_url == "/uploads/"
