@@ -49,6 +49,9 @@ class RemoteExistence:
     reserve_calls: int = 10
     state_file: Path | None = None
     known: dict[RemoteKey, bool] = field(default_factory=dict)
+    # What the Admin API said of each resource found (version, bytes, format): a backup's media
+    # manifest records it at no extra call. Not saved in the state file: existence is what resumes.
+    details: dict[RemoteKey, dict[str, Any]] = field(default_factory=dict)
     calls: int = 0
     remaining: int | None = None
     reset_at: str | None = None
@@ -99,7 +102,10 @@ class RemoteExistence:
         for start in range(0, len(sparse), BY_IDS_BATCH):
             batch = sparse[start : start + BY_IDS_BATCH]
             response = self._call("resources_by_ids", batch, resource_type=resource_type, type=delivery_type)
-            found = {str(r["public_id"]) for r in response.get("resources", [])}
+            found = set()
+            for resource in response.get("resources", []):
+                found.add(str(resource["public_id"]))
+                self._remember(resource_type, delivery_type, resource)
             for public_id in batch:
                 self.known[(resource_type, delivery_type, public_id)] = public_id in found
 
@@ -121,12 +127,18 @@ class RemoteExistence:
                 public_id = str(resource["public_id"])
                 if public_id in ids:
                     self.known[(resource_type, delivery_type, public_id)] = True
+                    self._remember(resource_type, delivery_type, resource)
             cursor = response.get("next_cursor")
             if not cursor:
                 # The whole folder was listed: whatever was not in it does not exist.
                 for public_id in ids:
                     self.known.setdefault((resource_type, delivery_type, public_id), False)
                 return
+
+    def _remember(self, resource_type: str, delivery_type: str, resource: dict[str, Any]) -> None:
+        self.details[(resource_type, delivery_type, str(resource["public_id"]))] = {
+            key: resource.get(key) for key in ("version", "bytes", "format")
+        }
 
     def _call(self, name: str, *args: Any, **options: Any) -> Any:
         import cloudinary.api
