@@ -55,6 +55,9 @@ class BackupResult:
     seconds: float
     holds_data: bool
     encrypted: bool
+    # True: the database held no user data and nothing was written (``skip_empty``); see message.
+    skipped: bool = False
+    message: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +69,30 @@ class BackupResult:
             "seconds": round(self.seconds, 3),
             "holds_data": self.holds_data,
             "encrypted": self.encrypted,
+            "skipped": self.skipped,
+            "message": self.message,
         }
+
+
+class EmptyDatabase(OpsError):
+    """The database holds no user data, and the backup was asked to hold some."""
+
+
+def tables_hold_user_data(database: str, tables: Sequence[ModelTable]) -> bool:
+    """Whether any of ``tables`` that counts as user data has a row: one ``LIMIT 1`` query each."""
+    connection = connections[database]
+    try:
+        with connection.cursor() as cursor:
+            existing = set(connection.introspection.table_names(cursor))
+            for table in tables:
+                if table.name in existing and table.holds_user_data:
+                    quoted = connection.ops.quote_name(table.name)
+                    cursor.execute(f"SELECT 1 FROM {quoted} LIMIT 1")  # noqa: S608 (quoted identifier)
+                    if cursor.fetchone():
+                        return True
+    except (DatabaseError, sqlite3.Error) as error:
+        raise OpsError(f"Reading the database failed: {redact(str(error).strip())}") from None
+    return False
 
 
 def check_supported(connection: BaseDatabaseWrapper) -> None:
@@ -223,8 +249,13 @@ def backup_to_repository(
     reason: str,
     progress: ProgressCallback = no_progress,
     in_transaction: bool = False,
+    require_data: bool = False,
 ) -> tuple[str, Manifest, bool]:
-    """A named backup in ``repository`` (encrypted when keys are configured): name, manifest, encrypted."""
+    """A named backup in ``repository`` (encrypted when keys are configured): name, manifest, encrypted.
+
+    ``require_data``: if the snapshot turns out to hold no user data, raise EmptyDatabase and leave
+    nothing in the repository (the verdict of the snapshot itself, not of an earlier look).
+    """
     name = new_backup_name(reason)
     keys = encryption_keys_from_environment()
     prepared = prepare_encryption(keys) if keys is not None else None
@@ -243,6 +274,9 @@ def backup_to_repository(
                 manifest = write_archive(
                     database, encrypted, tables, progress=progress, in_transaction=in_transaction
                 )
+        if require_data and not manifest.holds_data:
+            # Raised inside the block: the repository removes the parts already written.
+            raise EmptyDatabase(f"The snapshot of database {database!r} holds no user data.")
         backup.summary.update(manifest.summary(), reason=reason)
     return name, manifest, prepared is not None
 
@@ -256,11 +290,22 @@ def run_backup(
     exclude: Sequence[str] = (),
     reason: str = "manual",
     progress: ProgressCallback = no_progress,
+    skip_empty: bool = False,
 ) -> BackupResult:
-    """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``)."""
+    """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``).
+
+    ``skip_empty``: when the database holds no user data, write nothing to the repository and
+    return a result with ``skipped`` set. When Render recreates an expired database, the next
+    backups are of an empty database; they must not become what ``restore --latest`` finds nor
+    take retention slots. Files and streams (``-o``) are always written: the caller chose them.
+    """
     started = time.monotonic()
     check_supported(connections[database])
     tables = model_tables(database, include=include, exclude=exclude)
+    to_repository = output is None and stream is None
+    # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
+    if skip_empty and to_repository and not tables_hold_user_data(database, tables):
+        return _skipped(database, started)
     if output == "-" or stream is not None:
         if stream is None:
             raise OpsConfigurationError("-o - needs a stream to write to.")
@@ -277,9 +322,13 @@ def run_backup(
         location, size, encrypted, name = str(path), counter.size, False, path.name
     else:
         repository = configured_repository(database)
-        name, manifest, encrypted = backup_to_repository(
-            database, repository, tables, reason=reason, progress=progress
-        )
+        try:
+            name, manifest, encrypted = backup_to_repository(
+                database, repository, tables, reason=reason, progress=progress, require_data=skip_empty
+            )
+        except EmptyDatabase:
+            # Emptied between the look and the snapshot: the snapshot's verdict stands.
+            return _skipped(database, started)
         location, size = repository.description, repository.info(name).size
     return BackupResult(
         name=name,
@@ -290,4 +339,28 @@ def run_backup(
         seconds=time.monotonic() - started,
         holds_data=manifest.holds_data,
         encrypted=encrypted,
+    )
+
+
+def _skipped(database: str, started: float) -> BackupResult:
+    connection = connections[database]
+    label = str(connection.settings_dict.get("NAME") or database)
+    if connection.vendor == "sqlite":
+        label = os.path.basename(label)
+    message = (
+        f"Database {label} holds no user data: backup skipped, so that a backup of an empty "
+        "database never becomes what `restore --latest` picks (a recreated database?). "
+        "Use --force to back it up anyway."
+    )
+    return BackupResult(
+        name="",
+        location="",
+        size=0,
+        tables=0,
+        rows=0,
+        seconds=time.monotonic() - started,
+        holds_data=False,
+        encrypted=False,
+        skipped=True,
+        message=message,
     )

@@ -16,6 +16,12 @@ DEFAULTS: dict[str, Any] = {
     # Keeps staging and production apart in one account; None: the database's name.
     "BACKUP_NAMESPACE": None,
     "BACKUP_CLOUDINARY_FOLDER": "ops-backups",
+    # Retention (`backup --prune`, ops/prune.py): the newest N backups holding data, plus the newest
+    # of each of the last D days, W ISO weeks and M months (UTC). Sized for the free tier.
+    "BACKUP_KEEP_LAST": 3,
+    "BACKUP_KEEP_DAILY": 7,
+    "BACKUP_KEEP_WEEKLY": 4,
+    "BACKUP_KEEP_MONTHLY": 6,
     # backup/restore (ops/backup.py, ops/restore.py). zstd level of archives (3: fast and small).
     "BACKUP_COMPRESSION_LEVEL": 3,
     # Seconds a restore waits for another restore of the same database before giving up.

@@ -41,7 +41,7 @@ from ops.encryption import decrypting, decryption_identities, is_age_encrypted
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.migration_state import check_known, migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository import BackupRepository, configured_repository
+from ops.repository import BackupNotFound, BackupRepository, configured_repository
 from ops.sqlite_load import restore_sqlite
 
 Confirm = Callable[[str], bool]
@@ -63,6 +63,8 @@ class RestoreResult:
     message: str = ""
     safety_backup: str | None = None
     migrated_forward: int = 0
+    # Not restored, and worth a look: --if-empty --latest found no backup to restore.
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,14 +233,37 @@ def run_restore(
     migrate: bool = True,
     stdin: Readable | None = None,
     progress: ProgressCallback = no_progress,
+    include_empty: bool = False,
 ) -> RestoreResult:
-    """Restore ``database`` from an archive. ``confirm`` asks before replacing data (None: don't ask)."""
+    """Restore ``database`` from an archive. ``confirm`` asks before replacing data (None: don't ask).
+
+    ``latest`` picks the newest backup that holds data (``include_empty``: the newest at all).
+    """
     started = time.monotonic()
     connection = connections[database]
     check_supported(connection)
     if connection.in_atomic_block:
         raise OpsConfigurationError("A restore cannot run inside a transaction: it manages its own.")
-    with open_archive(database, source, latest=latest, stdin=stdin) as archive:
+    repository = None
+    if if_empty and holds_user_data(database):
+        # Render's start command runs this on every start: a database with data costs one query,
+        # not a download of the newest backup. (Checked again under the lock before any write.)
+        label = _describe(connection)
+        message = f"Database {label} already holds data: nothing restored."
+        return RestoreResult(source or "latest", label, 0, 0, 0.0, restored=False, message=message)
+    if latest:
+        repository = configured_repository(database)
+        try:
+            source, latest = repository.latest(with_data=not include_empty).name, False
+        except BackupNotFound as error:
+            if not if_empty:
+                raise
+            # The first deploy ever (or a brand-new database): nothing to bring back is not a failure
+            # of the start command; the site starts empty and says why.
+            label = _describe(connection)
+            message = f"Database {label} is empty and nothing was restored: {error}"
+            return RestoreResult("", label, 0, 0, 0.0, restored=False, message=message, warning=True)
+    with open_archive(database, source, latest=latest, stdin=stdin, repository=repository) as archive:
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
             progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))

@@ -105,6 +105,7 @@ def test_backup__command_prints_one_summary_line_and_lists_in_the_repository(
 
 def test_backup__verbosity_2_shows_tables_and_json_format_for_scripts(scratch: ScratchDatabases) -> None:
     alias = scratch.postgres()
+    small_data(alias)
     verbose, as_json = io.StringIO(), io.StringIO()
 
     call_command("backup", database=alias, verbosity=2, stdout=verbose)

@@ -1,21 +1,16 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from ops.backup import run_backup
+from ops.backup import BackupResult, run_backup
+from ops.backup_list import backup_record, backups_table, human_size, list_backups
 from ops.errors import OpsError, as_command_error
 from ops.progress import ProgressPrinter
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+from ops.prune import PruneResult, prune_repository
+from ops.repository import configured_repository
+from ops.verify import verify_backup
 
 
 class Command(BaseCommand):
@@ -49,8 +44,156 @@ class Command(BaseCommand):
             "--reason", default="manual", help="A word in the backup's name (daily, pre-deploy)."
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Back up into the repository even when the database holds no user data "
+            "(such a backup is otherwise skipped with a warning, exit 0).",
+        )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="After the backup, delete the backups the retention policy (OPS['BACKUP_KEEP_*']) "
+            "does not keep.",
+        )
+        parser.add_argument(
+            "--prune-only", action="store_true", help="Apply the retention policy without backing up."
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="With --prune/--prune-only: show what would be kept and deleted, and why; delete nothing.",
+        )
+        parser.add_argument(
+            "--list", action="store_true", help="List the backups in the repository instead of backing up."
+        )
+        parser.add_argument(
+            "--verify",
+            nargs="?",
+            const="",
+            metavar="NAME",
+            help="Download, decrypt and check every checksum of backup NAME (or --latest) without "
+            "touching the database; exit 1 if anything is wrong.",
+        )
+        parser.add_argument(
+            "--latest", action="store_true", help="With --verify: the newest backup that holds data."
+        )
+        parser.add_argument(
+            "--include-empty",
+            action="store_true",
+            help="With --verify --latest: also consider backups of an empty database.",
+        )
 
     def handle(self, *args, **options):
+        chosen = {
+            "--list": options["list"],
+            "--verify": options["verify"] is not None,
+            "--prune-only": options["prune_only"],
+        }
+        modes = [flag for flag, on in chosen.items() if on]
+        if len(modes) > 1 or (modes and options["output"] is not None):
+            taken = [*modes, "-o"] if options["output"] is not None else modes
+            raise CommandError(f"{' and '.join(taken)} cannot be combined: choose one.", returncode=2)
+        if options["dry_run"] and not (options["prune"] or options["prune_only"]):
+            raise CommandError("--dry-run goes with --prune or --prune-only.", returncode=2)
+        if options["prune"] and (modes or options["output"] is not None):
+            raise CommandError("--prune prunes the repository after a backup into it: drop -o.", returncode=2)
+        if options["latest"] and options["verify"] is None:
+            raise CommandError("--latest goes with --verify (restore --latest restores).", returncode=2)
+        if options["verify"] is not None and bool(options["verify"]) == options["latest"]:
+            raise CommandError("Name the backup to verify, or use --latest, not both.", returncode=2)
+        try:
+            if options["list"]:
+                self.list_backups(options)
+            elif options["verify"] is not None:
+                self.verify(options)
+            elif options["prune_only"]:
+                self.prune(options, {})
+            else:
+                self.backup(options)
+        except OpsError as error:
+            raise as_command_error(error) from None
+
+    def list_backups(self, options: dict[str, Any]) -> None:
+        repository = configured_repository(options["database"])
+        backups = list_backups(repository, include_incomplete=options["verbosity"] >= 2)
+        if options["format"] == "json":
+            self.stdout.write(json.dumps([backup_record(backup) for backup in backups], indent=2))
+            return
+        if not backups:
+            self.stdout.write(f"No backups in the {repository.description}.")
+            return
+        for line in backups_table(backups):
+            self.stdout.write(line)
+        if options["verbosity"] >= 1:
+            complete = [backup for backup in backups if backup.complete]
+            empty = sum(1 for backup in complete if not backup.holds_data)
+            note = f" ({empty} of an empty database)" if empty else ""
+            self.stdout.write(f"{len(complete)} backup(s){note} in the {repository.description}.")
+
+    def verify(self, options: dict[str, Any]) -> None:
+        repository = configured_repository(options["database"])
+        result = verify_backup(
+            repository,
+            options["verify"] or None,
+            latest=options["latest"],
+            include_empty=options["include_empty"],
+        )
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif options["verbosity"] >= 1:
+            encrypted = "encrypted, " if result.encrypted else ""
+            data = "" if result.holds_data else "; it holds no user data"
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Backup {result.name} is intact: {result.parts} part(s), {human_size(result.size)}, "
+                    f"{encrypted}{result.tables} tables, {result.rows:,} rows, every checksum "
+                    f"matches{data}."
+                )
+            )
+
+    def prune(self, options: dict[str, Any], report: dict[str, Any]) -> None:
+        result = prune_repository(configured_repository(options["database"]), dry_run=options["dry_run"])
+        if options["format"] == "json":
+            self.stdout.write(json.dumps({**report, "prune": result.as_dict()}, indent=2))
+        else:
+            self.print_prune(result, options["verbosity"])
+        if result.failed:
+            names = ", ".join(entry.name for entry in result.failed)
+            raise CommandError(
+                f"Pruning could not delete {names} (see above); the other backups were pruned. "
+                "Run the prune again later; the backups are still listed until then.",
+                returncode=1,
+            )
+
+    def print_prune(self, result: PruneResult, verbosity: int) -> None:
+        for entry in result.failed:
+            self.stderr.write(f"Could not delete {entry.name}: {entry.error}")
+        if result.dry_run or verbosity >= 2:
+            width = max((len(entry.name) for entry in result.entries), default=0)
+            for entry in result.entries:
+                if entry.action == "keep":
+                    action = "keep"
+                elif result.dry_run:
+                    action = "would delete"
+                else:
+                    action = "deleted" if entry.deleted else "NOT deleted"
+                self.stdout.write(f"  {action:<12}  {entry.name:<{width}}  {entry.reason}")
+        if verbosity >= 1:
+            freed = human_size(sum(entry.size for entry in result.to_delete))
+            if result.dry_run:
+                summary = (
+                    f"Dry run: would delete {len(result.to_delete)} and keep {len(result.kept)} "
+                    f"backup(s) in the {result.location} ({freed}); nothing was deleted."
+                )
+            else:
+                summary = (
+                    f"Pruned the {result.location}: deleted {len(result.deleted)} backup(s) ({freed}), "
+                    f"kept {len(result.kept)}."
+                )
+            self.stdout.write(summary)
+
+    def backup(self, options: dict[str, Any]) -> None:
         to_stdout = options["output"] == "-"
         # With -o -, standard output carries the archive: everything else goes to stderr.
         messages = self.stderr if to_stdout else self.stdout
@@ -72,19 +215,32 @@ class Command(BaseCommand):
                 exclude=options["exclude"],
                 reason=options["reason"],
                 progress=progress,
+                skip_empty=not options["force"],
             )
-        except OpsError as error:
-            raise as_command_error(error) from None
         finally:
             progress.done()
         if stream is not None:
             stream.flush()
-        if options["format"] == "json":
+        if result.skipped:
+            # stderr, and exit 0: a pre-deploy backup of a freshly recreated database must not
+            # cancel the deploy that will restore it.
+            self.stderr.write(self.style.WARNING(result.message))
+            if options["format"] == "json":
+                messages.write(json.dumps(result.as_dict(), indent=2))
+            return
+        if options["prune"]:
+            if options["format"] == "text" and options["verbosity"] >= 1:
+                self.print_backup(messages, result)
+            self.prune(options, result.as_dict() if options["format"] == "json" else {})
+        elif options["format"] == "json":
             messages.write(json.dumps(result.as_dict(), indent=2))
         elif options["verbosity"] >= 1:
-            messages.write(
-                self.style.SUCCESS(
-                    f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "
-                    f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location})."
-                )
+            self.print_backup(messages, result)
+
+    def print_backup(self, messages: OutputWrapper, result: BackupResult) -> None:
+        messages.write(
+            self.style.SUCCESS(
+                f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "
+                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location})."
             )
+        )

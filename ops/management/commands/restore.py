@@ -20,6 +20,11 @@ class Command(BaseCommand):
             "--latest", action="store_true", help="Restore the newest backup that holds data."
         )
         parser.add_argument(
+            "--include-empty",
+            action="store_true",
+            help="With --latest: the newest backup even if it is of an empty database.",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             choices=tuple(connections),
@@ -56,6 +61,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if bool(options["source"]) == options["latest"]:
             raise CommandError("Name a backup (or a file, or -) or use --latest, not both.", returncode=2)
+        if options["include_empty"] and not options["latest"]:
+            raise CommandError("--include-empty goes with --latest.", returncode=2)
         progress = ProgressPrinter(
             self.stdout.write,
             tty=self.stdout.isatty(),
@@ -71,6 +78,7 @@ class Command(BaseCommand):
                 migrate=options["migrate"],
                 stdin=sys.stdin.buffer,
                 progress=progress,
+                include_empty=options["include_empty"],
             )
         except OpsError as error:
             raise as_command_error(error) from None
@@ -78,6 +86,8 @@ class Command(BaseCommand):
             progress.done()
         if options["format"] == "json":
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif result.warning:
+            self.stderr.write(self.style.WARNING(result.message))
         elif not result.restored:
             if options["verbosity"] >= 1:
                 self.stdout.write(result.message)

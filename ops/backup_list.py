@@ -1,0 +1,69 @@
+"""What the repository holds, as a table for people and as JSON for scripts (``backup --list``).
+
+One store listing plus one manifest read per backup (ops/repository.py): on Cloudinary, one Admin
+API call per 500 stored objects, the manifests come through download URLs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from ops.repository import BackupInfo, BackupRepository
+
+HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA")
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def list_backups(repository: BackupRepository, *, include_incomplete: bool = False) -> list[BackupInfo]:
+    """The repository's backups, newest first (with ``include_incomplete``, also unfinished ones)."""
+    return repository.backups(include_incomplete=include_incomplete)
+
+
+def backup_record(backup: BackupInfo) -> dict[str, Any]:
+    """One backup for ``--format json``: no personal data, only names, counts and sizes."""
+    return {**backup.as_dict(), "encrypted": backup.encrypted}
+
+
+def _row(backup: BackupInfo) -> tuple[str, ...]:
+    created = backup.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    if not backup.complete:
+        return (backup.name, created, human_size(backup.size), "-", "-", "-", "incomplete")
+
+    def count(key: str) -> str:
+        value = backup.summary.get(key)
+        return f"{value:,}" if isinstance(value, int) else "?"
+
+    return (
+        backup.name,
+        created,
+        human_size(backup.size),
+        count("tables"),
+        count("rows"),
+        "yes" if backup.encrypted else "NO",
+        "yes" if backup.holds_data else "EMPTY",
+    )
+
+
+def backups_table(backups: Sequence[BackupInfo]) -> list[str]:
+    """Aligned text lines: a header and one line per backup; numbers right-aligned."""
+    rows = [HEADERS, *(_row(backup) for backup in backups)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(HEADERS))]
+    numeric = {2, 3, 4}
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if column in numeric else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines

@@ -1,0 +1,146 @@
+"""Prune a backup repository: apply the retention policy (ops/retention.py) and delete the rest.
+
+One listing of the repository (parts of backups still being written or abandoned included), one
+plan, then one delete per backup that goes. A delete that fails is reported and the prune goes
+on: one stuck object must not keep every other old backup alive. Objects whose names are not
+backup names are never touched: the folder may hold something that is not ours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ops.conf import ops_setting
+from ops.errors import OpsError, redact
+from ops.repository import BackupInfo, BackupRepository
+from ops.retention import RetentionPolicy, plan_retention
+
+_BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
+
+
+def configured_policy() -> RetentionPolicy:
+    """The policy of OPS['BACKUP_KEEP_LAST'], _DAILY, _WEEKLY and _MONTHLY."""
+    return RetentionPolicy(
+        keep_last=int(ops_setting("BACKUP_KEEP_LAST")),
+        keep_daily=int(ops_setting("BACKUP_KEEP_DAILY")),
+        keep_weekly=int(ops_setting("BACKUP_KEEP_WEEKLY")),
+        keep_monthly=int(ops_setting("BACKUP_KEEP_MONTHLY")),
+    )
+
+
+@dataclass(frozen=True)
+class PruneEntry:
+    name: str
+    created_at: dt.datetime
+    # "keep" or "delete": what the plan says (a dry run deletes nothing).
+    action: str
+    reason: str
+    size: int
+    complete: bool
+    holds_data: bool
+    deleted: bool = False
+    # Why the delete failed (a failed delete leaves the backup in place).
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "action": self.action,
+            "reason": self.reason,
+            "size": self.size,
+            "complete": self.complete,
+            "holds_data": self.holds_data,
+            "deleted": self.deleted,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    location: str
+    dry_run: bool
+    policy: RetentionPolicy
+    # Newest first, as the repository lists them.
+    entries: tuple[PruneEntry, ...]
+
+    @property
+    def kept(self) -> list[PruneEntry]:
+        return [entry for entry in self.entries if entry.action == "keep"]
+
+    @property
+    def to_delete(self) -> list[PruneEntry]:
+        return [entry for entry in self.entries if entry.action == "delete"]
+
+    @property
+    def deleted(self) -> list[PruneEntry]:
+        return [entry for entry in self.entries if entry.deleted]
+
+    @property
+    def failed(self) -> list[PruneEntry]:
+        return [entry for entry in self.entries if entry.error is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "dry_run": self.dry_run,
+            "policy": {
+                "keep_last": self.policy.keep_last,
+                "keep_daily": self.policy.keep_daily,
+                "keep_weekly": self.policy.keep_weekly,
+                "keep_monthly": self.policy.keep_monthly,
+            },
+            "kept": len(self.kept),
+            "deleted": len(self.deleted),
+            "failed": len(self.failed),
+            "backups": [entry.as_dict() for entry in self.entries],
+        }
+
+
+def _entry(backup: BackupInfo, action: str, reason: str) -> PruneEntry:
+    return PruneEntry(
+        name=backup.name,
+        created_at=backup.created_at,
+        action=action,
+        reason=reason,
+        size=backup.size,
+        complete=backup.complete,
+        holds_data=backup.complete and backup.holds_data,
+    )
+
+
+def prune_repository(
+    repository: BackupRepository,
+    policy: RetentionPolicy | None = None,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> PruneResult:
+    """Delete the backups ``policy`` (default: the configured one) does not keep; say why for each."""
+    policy = policy or configured_policy()
+    now = now or dt.datetime.now(dt.UTC)
+    listed = repository.backups(include_incomplete=True)
+    foreign = [b for b in listed if not b.complete and not _BACKUP_NAME.fullmatch(b.name)]
+    foreign_names = {b.name for b in foreign}
+    plan = plan_retention([b for b in listed if b.name not in foreign_names], policy, now=now)
+    decided = {b.name: _entry(b, "keep", plan.reasons[b.name]) for b in plan.keep}
+    decided.update({b.name: _entry(b, "delete", plan.reasons[b.name]) for b in plan.delete})
+    decided.update({b.name: _entry(b, "keep", "not a backup name: left alone") for b in foreign})
+    if not dry_run:
+        # Oldest first: an interrupted prune has removed what mattered least.
+        for backup in reversed(plan.delete):
+            try:
+                repository.delete(backup.name)
+            except (OpsError, OSError) as error:
+                decided[backup.name] = replace(decided[backup.name], error=redact(str(error)))
+            else:
+                decided[backup.name] = replace(decided[backup.name], deleted=True)
+    return PruneResult(
+        location=repository.description,
+        dry_run=dry_run,
+        policy=policy,
+        entries=tuple(decided[b.name] for b in listed),
+    )

@@ -1,0 +1,142 @@
+"""Verify a backup in the repository without touching any database.
+
+Downloads every part (each checked against its SHA-256 in the repository manifest), decrypts the
+stream when it is age-encrypted (the identity comes from the environment, as for a restore),
+and reads the whole archive through ``verify_archive``: structure, every table's checksum, the
+archive's own checksum. Finally the repository manifest's summary must describe the archive
+inside it. Streams part by part: memory holds one part, nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ops.archive import Manifest, Readable, verify_archive
+from ops.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository import BackupInfo, BackupRepository, CorruptBackup
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    location: str
+    size: int
+    parts: int
+    encrypted: bool
+    tables: int
+    rows: int
+    holds_data: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "location": self.location,
+            "ok": True,
+            "size": self.size,
+            "parts": self.parts,
+            "encrypted": self.encrypted,
+            "tables": self.tables,
+            "rows": self.rows,
+            "holds_data": self.holds_data,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _PartsReader:
+    """The concatenated parts as one readable stream, fetched (and checked) one part at a time."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self._buffer = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            rest = bytes(self._buffer) + b"".join(self._parts)
+            self._buffer = memoryview(b"")
+            return rest
+        while not self._buffer:
+            part = next(self._parts, None)
+            if part is None:
+                return b""
+            self._buffer = memoryview(part)
+        data = bytes(self._buffer[:size])
+        self._buffer = self._buffer[size:]
+        return data
+
+
+def _check_summary(backup: BackupInfo, manifest: Manifest) -> None:
+    described = {key: backup.summary.get(key) for key in ("tables", "rows", "holds_data")}
+    actual = {"tables": len(manifest.tables), "rows": manifest.rows, "holds_data": manifest.holds_data}
+    if any(described[key] is not None and described[key] != actual[key] for key in actual):
+        raise CorruptBackup(
+            f"Backup {backup.name}: its repository manifest does not describe the archive it holds "
+            f"({described} listed, {actual} inside). It is damaged; restore another one."
+        )
+
+
+def verify_backup(
+    repository: BackupRepository,
+    name: str | None = None,
+    *,
+    latest: bool = False,
+    include_empty: bool = False,
+) -> VerifyResult:
+    """Verify backup ``name`` (or the latest one holding data); raises an OpsError if anything is wrong."""
+    started = time.monotonic()
+    if latest:
+        backup = repository.latest(with_data=not include_empty)
+    elif name:
+        backup = repository.info(name)
+    else:
+        raise ValueError("verify_backup needs a name or latest=True")
+    what = f"Backup {backup.name}"
+    # Read before any download: a missing key is reported before the parts are fetched.
+    wrapped = repository.wrapped_identity(backup)
+    identities = decryption_identities(wrapped) if backup.encrypted else None
+    stream = _PartsReader(repository.read_parts(backup))
+    head = stream.read(64)
+    encrypted = is_age_encrypted(head)
+    if encrypted != backup.encrypted:
+        raise CorruptBackup(
+            f"{what} is listed as {'encrypted' if backup.encrypted else 'unencrypted'} but its data "
+            "is not: it is damaged or was replaced. Restore another one."
+        )
+    source = _Prefixed(head, stream)
+    if identities is None:
+        manifest = verify_archive(source, what=what)
+    else:
+        with decrypting(source, identities) as plaintext:
+            manifest = verify_archive(plaintext, what=what)
+    _check_summary(backup, manifest)
+    return VerifyResult(
+        name=backup.name,
+        location=repository.description,
+        size=backup.size,
+        parts=len(backup.parts),
+        encrypted=encrypted,
+        tables=len(manifest.tables),
+        rows=manifest.rows,
+        holds_data=manifest.holds_data,
+        seconds=time.monotonic() - started,
+    )
+
+
+class _Prefixed:
+    """``head`` (already read to sniff the format) followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: Readable) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._stream.read(size)
