@@ -281,3 +281,55 @@ def decrypting(source: ByteReader, identities: Sequence[x25519.Identity]) -> Ite
         finally:
             pipe_out.close()  # a reader that stops early unblocks the worker (BrokenPipe)
             worker.join()
+
+
+# --- small payloads (undo logs): whole in memory, one age file ----------------------------------
+
+
+def encrypt_bytes(data: bytes, keys: EncryptionKeys) -> bytes:
+    """``data`` as one age file: to the recipients, or with the passphrase itself (age's scrypt).
+
+    A small payload needs no per-file key beside it: ``age -d`` asks for the passphrase directly.
+    """
+    if keys.passphrase:
+        return bytes(pyrage.passphrase.encrypt(data, keys.passphrase))
+    return bytes(pyrage.encrypt(data, list(keys.recipients)))
+
+
+def _is_passphrase_file(data: bytes) -> bool:
+    header = data[: data.find(b"\n---")] if b"\n---" in data else data[:4096]
+    return b"\n-> scrypt " in header
+
+
+def decrypt_bytes(data: bytes, what: str) -> bytes:
+    """The plaintext of an age file made by ``encrypt_bytes``, with the keys of the environment.
+
+    ``what`` names the file in messages ("the undo log ...").
+    """
+    if _is_passphrase_file(data):
+        passphrase = os.environ.get(str(ops_setting("ENCRYPTION_PASSPHRASE_ENV")), "")
+        if not passphrase:
+            raise OpsConfigurationError(
+                f"{what} is encrypted with a passphrase. Set it in the variable named by "
+                f"OPS['ENCRYPTION_PASSPHRASE_ENV'] ({ops_setting('ENCRYPTION_PASSPHRASE_ENV')})."
+            )
+        try:
+            return bytes(pyrage.passphrase.decrypt(data, passphrase))
+        except pyrage.DecryptError:
+            raise DecryptionError(
+                f"The passphrase does not open {what}. Set the one it was written with."
+            ) from None
+    identities = identities_from_environment()
+    if not identities:
+        raise OpsConfigurationError(
+            f"{what} is encrypted and no age identity is configured. Set the secret key in "
+            f"{ops_setting('ENCRYPTION_IDENTITY_ENV')} or a file path in "
+            f"{ops_setting('ENCRYPTION_IDENTITY_FILE_ENV')} for this command only."
+        )
+    try:
+        return bytes(pyrage.decrypt(data, list(identities)))
+    except pyrage.DecryptError:
+        raise DecryptionError(
+            f"{what} could not be decrypted: the age identity does not match any of its recipients, "
+            "or the file is damaged. Use the key it was encrypted to."
+        ) from None

@@ -18,8 +18,10 @@ from pyrage import x25519
 from ops.encryption import (
     DecryptionError,
     EncryptionKeys,
+    decrypt_bytes,
     decrypting,
     decryption_identities,
+    encrypt_bytes,
     encrypting,
     encryption_keys_from_environment,
     is_age_encrypted,
@@ -234,3 +236,37 @@ def run_on_terminal(argv: list[str], *, cwd: Path, answer: bytes) -> tuple[bytes
     _, status = os.waitpid(pid, 0)
     os.close(terminal)
     return seen, os.waitstatus_to_exitcode(status)
+
+
+# --- small payloads (undo logs) ---------------------------------------------------------------------
+
+
+def test_encrypt_bytes__to_recipients_opened_with_the_identity_from_the_environment(
+    key_pair: tuple[x25519.Identity, x25519.Recipient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity, recipient = key_pair
+    monkeypatch.delenv("BACKUP_AGE_IDENTITY_FILE", raising=False)
+    ciphertext = encrypt_bytes(b"names only", EncryptionKeys(recipients=(recipient,)))
+    assert is_age_encrypted(ciphertext)
+
+    monkeypatch.delenv("BACKUP_AGE_IDENTITY", raising=False)
+    with pytest.raises(OpsConfigurationError, match="the log is encrypted and no age identity is configured"):
+        decrypt_bytes(ciphertext, "the log")
+    monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(x25519.Identity.generate()))
+    with pytest.raises(DecryptionError, match="the log could not be decrypted"):
+        decrypt_bytes(ciphertext, "the log")
+    monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(identity))
+    assert decrypt_bytes(ciphertext, "the log") == b"names only"
+
+
+def test_encrypt_bytes__with_a_passphrase_is_one_plain_age_scrypt_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ciphertext = encrypt_bytes(b"names only", EncryptionKeys(passphrase="correct horse battery staple"))
+
+    assert pyrage.passphrase.decrypt(ciphertext, "correct horse battery staple") == b"names only"
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "wrong")
+    with pytest.raises(DecryptionError, match="The passphrase does not open the log"):
+        decrypt_bytes(ciphertext, "the log")
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "correct horse battery staple")
+    assert decrypt_bytes(ciphertext, "the log") == b"names only"
