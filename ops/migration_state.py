@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import ProjectState
 
 from ops.errors import OpsError
 
@@ -27,6 +29,24 @@ def check_known(connection: BaseDatabaseWrapper, recorded: dict[str, list[str]])
         )
 
 
+def _recorded_targets(graph: MigrationGraph, recorded: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """The newest recorded migration of each app (the ones no other recorded one depends on)."""
+    targets = []
+    for app, names in recorded.items():
+        nodes = [(app, name) for name in names if (app, name) in graph.nodes]
+        ancestors: set[tuple[str, str]] = set()
+        for node in nodes:
+            ancestors.update(graph.forwards_plan(node)[:-1])
+        targets += [node for node in nodes if node not in ancestors]
+    return targets
+
+
+def recorded_state(connection: BaseDatabaseWrapper, recorded: dict[str, list[str]]) -> ProjectState:
+    """The models (historical, as ``state.apps``) exactly as of the ``recorded`` migrations."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True, load=True)
+    return loader.project_state(_recorded_targets(loader.graph, recorded), at_end=True)
+
+
 def migrate_to_recorded(connection: BaseDatabaseWrapper, recorded: dict[str, list[str]]) -> int:
     """Apply, from an empty schema, exactly the migrations ``recorded``; returns how many ran.
 
@@ -35,14 +55,7 @@ def migrate_to_recorded(connection: BaseDatabaseWrapper, recorded: dict[str, lis
     content types and permissions come from the archive like any other rows.
     """
     executor = MigrationExecutor(connection)
-    graph = executor.loader.graph
-    targets = []
-    for app, names in recorded.items():
-        nodes = [(app, name) for name in names if (app, name) in graph.nodes]
-        ancestors: set[tuple[str, str]] = set()
-        for node in nodes:
-            ancestors.update(graph.forwards_plan(node)[:-1])
-        targets += [node for node in nodes if node not in ancestors]
+    targets = _recorded_targets(executor.loader.graph, recorded)
     plan = executor.migration_plan(targets)
     if plan:
         executor.migrate(targets, plan=plan)

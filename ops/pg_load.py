@@ -20,6 +20,7 @@ from django.db import OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
+from ops.cross_engine import TableConverter
 from ops.errors import OpsError
 from ops.progress import ProgressCallback, TableProgress
 
@@ -125,9 +126,16 @@ def drop_indexes_and_constraints(connection: BaseDatabaseWrapper, tables: Sequen
 
 
 def copy_tables(
-    connection: BaseDatabaseWrapper, source: Readable, manifest: Manifest, progress: ProgressCallback
+    connection: BaseDatabaseWrapper,
+    source: Readable,
+    manifest: Manifest,
+    progress: ProgressCallback,
+    convert: TableConverter | None = None,
 ) -> int:
-    """COPY every table of the (verified) archive in; returns the rows loaded."""
+    """COPY every table of the (verified) archive in; returns the rows loaded.
+
+    ``convert``: rewrites a table's stream for another engine's backup (ops/cross_engine.py).
+    """
     total = 0
     with connection.cursor() as cursor:
         raw = cursor.cursor
@@ -137,7 +145,12 @@ def copy_tables(
             cursor.execute(f"TRUNCATE {', '.join(names)}")
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
             columns = ", ".join(quote_ident(column.name) for column in entry.columns)
-            raw.copy_expert(f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN", data, _COPY_BUFFER)
+            stream = data if convert is None else convert(entry, data)
+            # The raw psycopg2 cursor: its errors become Django's (DatabaseError) only through this.
+            with connection.wrap_database_errors:
+                raw.copy_expert(
+                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN", stream, _COPY_BUFFER
+                )
             if raw.rowcount != entry.rows:
                 raise CorruptArchive(
                     f"Table {entry.name} loaded {raw.rowcount} rows, the archive lists {entry.rows}. "

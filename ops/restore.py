@@ -36,6 +36,7 @@ from ops import pg_load
 from ops.archive import Manifest, Readable, verify_archive
 from ops.backup import backup_to_repository, check_supported
 from ops.conf import ops_setting
+from ops.cross_engine import TableConverter, plan_conversion
 from ops.db_tables import ModelTable, model_tables
 from ops.encryption import decrypting, decryption_identities, is_age_encrypted
 from ops.errors import OpsConfigurationError, OpsError, redact
@@ -190,7 +191,12 @@ def _safety_backup(database: str, in_transaction: bool) -> str:
 
 
 def _restore_postgres(
-    database: str, archive: OpenedArchive, *, if_empty: bool, progress: ProgressCallback
+    database: str,
+    archive: OpenedArchive,
+    *,
+    if_empty: bool,
+    progress: ProgressCallback,
+    convert: TableConverter | None = None,
 ) -> tuple[bool, str | None, int]:
     connection = connections[database]
     manifest = archive.manifest
@@ -217,7 +223,7 @@ def _restore_postgres(
                 "Restore it with the code (installed apps) it was taken with."
             )
         deferred = pg_load.drop_indexes_and_constraints(connection, tables)
-        rows = pg_load.copy_tables(connection, archive.file, manifest, progress)
+        rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert)
         pg_load.recreate(connection, deferred, progress)
         _reset_sequences(connection, database, manifest)
     return True, safety, rows
@@ -267,12 +273,10 @@ def run_restore(
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
             progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))
-        if manifest.vendor != connection.vendor:
-            raise OpsConfigurationError(
-                f"Backup {archive.name} is of a {manifest.vendor} database and {database!r} is "
-                f"{connection.vendor}: restoring across engines is not supported yet."
-            )
         check_known(connection, manifest.migrations)
+        # Across engines (SQLite <-> PostgreSQL): refuses unsupported column types before any write.
+        conversion = plan_conversion(manifest, connection)
+        convert = conversion.convert if conversion is not None else None
         label = _describe(connection)
         try:
             has_data = holds_user_data(database)
@@ -290,7 +294,7 @@ def run_restore(
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
             if connection.vendor == "postgresql":
                 restored, safety, rows = _restore_postgres(
-                    database, archive, if_empty=if_empty, progress=progress
+                    database, archive, if_empty=if_empty, progress=progress, convert=convert
                 )
                 if not restored:
                     return RestoreResult(
@@ -304,7 +308,7 @@ def run_restore(
                     )
             else:
                 safety = _safety_backup(database, in_transaction=False) if has_data else None
-                rows = restore_sqlite(connection, archive.file, manifest, progress)
+                rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"

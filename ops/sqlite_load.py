@@ -16,6 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
 from ops.copy_text import decode_lines
+from ops.cross_engine import TableConverter
 from ops.errors import OpsConfigurationError
 from ops.migration_state import migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress
@@ -37,7 +38,11 @@ def database_file(connection: BaseDatabaseWrapper) -> Path:
 
 
 def restore_sqlite(
-    connection: BaseDatabaseWrapper, source: Readable, manifest: Manifest, progress: ProgressCallback
+    connection: BaseDatabaseWrapper,
+    source: Readable,
+    manifest: Manifest,
+    progress: ProgressCallback,
+    convert: TableConverter | None = None,
 ) -> int:
     target = database_file(connection)
     temporary = target.with_name(f".{target.name}.restore-{secrets.token_hex(4)}")
@@ -57,7 +62,7 @@ def restore_sqlite(
                 columns = ", ".join(_quote(column.name) for column in entry.columns)
                 marks = ", ".join("?" for _ in entry.columns)
                 statement = f"INSERT INTO {_quote(entry.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-                rows = decode_lines(data, binary)
+                rows = decode_lines(data if convert is None else convert(entry, data), binary)
                 loaded = 0
                 while True:
                     batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
