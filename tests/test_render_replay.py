@@ -1,0 +1,845 @@
+"""A Render life replayed on this machine with real processes, every command taken from render.yaml.
+
+The Blueprint is proved by running it: its buildCommand in a fresh virtualenv made from
+requirements_render.txt alone, its preDeployCommand and startCommand (gunicorn) against a real
+PostgreSQL database, its cron startCommand, each through ``bash -c`` with the environment the
+Blueprint declares (values, generated secrets, the database's connection string, and what an
+operator types into the Dashboard for ``sync: false``). Media and backups go to the Cloudinary
+emulator. The story (issue 8):
+
+1. build, and ``check --deploy`` with the production environment reports nothing;
+2. first deploy on a brand-new database: pre-deploy (backup + migrate), start, /healthz answers;
+3. visitors post enquiries, an admin uploads images through the admin's forms;
+4. a second deploy keeps everything;
+5. the database expires (dropped, recreated empty): the next pre-deploy must not bury the good
+   backups, the start command restores the newest one that holds data, the API serves every record
+   as before and every image URL it returns answers 200;
+6. the cron job backs up with pruning and records the size;
+7. a deploy whose migration fails is cancelled at pre-deploy: the data and the last good backup are
+   intact, and the backup that pre-deploy took holds the data.
+
+Everything a process prints is echoed (pytest shows it when the test fails); no secret is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import html.parser
+import http.client
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+import yaml
+from PIL import Image
+from pyrage import x25519
+
+from tests.cloudinary_emulator import CloudinaryEmulator
+from tests.postgres_server import PostgresServer
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+# What Render would give the web service; the app must accept it as its host.
+PUBLIC_HOSTNAME = "kidoo-backend.onrender.com"
+HEALTH_WAIT_SECONDS = 120.0
+# Variables a build or a process on Render inherits from the machine, not from the Blueprint.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+# The Blueprint
+
+
+def blueprint() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "render.yaml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def service(kind: str) -> dict[str, Any]:
+    (found,) = [entry for entry in blueprint()["services"] if entry["type"] == kind]
+    return dict(found)
+
+
+def service_environment(
+    spec: Mapping[str, Any], *, base: Mapping[str, str], database_url: str, dashboard: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment Render gives a service: ``base`` plus each of the Blueprint's envVars."""
+    env = dict(base)
+    for variable in spec.get("envVars", []):
+        key = variable["key"]
+        if "value" in variable:
+            env[key] = str(variable["value"])
+        elif variable.get("generateValue"):
+            # What Render generates: "a base64-encoded 256-bit value" (render.com/docs/blueprint-spec).
+            env[key] = base64.b64encode(secrets.token_bytes(32)).decode()
+        elif "fromDatabase" in variable:
+            assert variable["fromDatabase"]["property"] == "connectionString", variable
+            env[key] = database_url
+        elif variable.get("sync") is False:
+            assert key in dashboard, (
+                f"render.yaml asks the operator for {key}; the replay has no value for it"
+            )
+            env[key] = dashboard[key]
+        else:
+            pytest.fail(f"render.yaml: envVar {key} of {spec['name']} has no value source the replay knows")
+    return env
+
+
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def checkout(destination: Path) -> Path:
+    """The repository as Render clones it: tracked and new files, nothing ignored (.venv, media, ...)."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        # Not a git checkout (an unpacked archive): the tree minus what .gitignore keeps out.
+        ignored = shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "__pycache__",
+            "*.pyc",
+            "*_cache",
+            "media",
+            "staticfiles",
+            "backups",
+            "db.sqlite3*",
+        )
+        shutil.copytree(ROOT, destination, ignore=ignored)
+        return destination
+    for raw in listing.split(b"\0"):
+        relative = raw.decode()
+        source = ROOT / relative
+        if relative and source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+@dataclass
+class Replay:
+    """Runs the Blueprint's commands in the checkout and keeps a transcript of what they printed."""
+
+    app: Path
+    logs: Path
+    processes: list[WebInstance] = field(default_factory=list)
+
+    def run(
+        self, label: str, command: str, env: Mapping[str, str], *, ok: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        result = subprocess.run(
+            ["bash", "-c", command],
+            cwd=self.app,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        print(f"\n=== {label}: exit {result.returncode} after {seconds:.1f} s\n$ {command}\n{result.stdout}")
+        if ok and result.returncode != 0:
+            pytest.fail(f"{label} exited {result.returncode}:\n$ {command}\n{result.stdout}")
+        return result
+
+    def manage(
+        self, label: str, arguments: str, env: Mapping[str, str], *, ok: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(label, f"python manage.py {arguments}", env, ok=ok)
+
+    def start(self, label: str, command: str, env: Mapping[str, str]) -> WebInstance:
+        instance = WebInstance(label, command, {**env, "PORT": str(free_port())}, self)
+        self.processes.append(instance)
+        instance.start()
+        return instance
+
+    def stop_all(self) -> None:
+        for instance in self.processes:
+            instance.stop()
+
+
+@dataclass
+class WebInstance:
+    """One web instance: the startCommand (restore, then gunicorn) in its own process group."""
+
+    label: str
+    command: str
+    env: dict[str, str]
+    replay: Replay
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.env["PORT"])
+
+    @property
+    def log_path(self) -> Path:
+        return self.replay.logs / f"{self.label}.log"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", self.command],
+                cwd=self.replay.app,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own process group: stopping it stops bash, gunicorn's master and its workers.
+                start_new_session=True,
+            )
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        """Render's health check: /healthz answers 200 before the instance gets traffic."""
+        assert self.process is not None
+        deadline = time.monotonic() + HEALTH_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"{self.label}: the start command exited {self.process.returncode} before /healthz "
+                    f"answered:\n$ {self.command}\n{self.output()}"
+                )
+            with contextlib.suppress(OSError):
+                if plain_get(self.port, "/healthz").status == 200:
+                    print(
+                        f"\n=== {self.label}: healthy on port {self.port}\n$ {self.command}\n{self.output()}"
+                    )
+                    return
+            time.sleep(0.2)
+        pytest.fail(f"{self.label}: /healthz never answered 200:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        print(f"\n=== {self.label}: stopped (exit {self.process.returncode})\n{self.output()}")
+
+
+# HTTP, as Render's proxy forwards it
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Client:
+    """Requests as they reach the instance behind Render's TLS proxy: public Host, X-Forwarded-Proto.
+
+    Cookies are kept by hand: the session and CSRF cookies are Secure, and a cookie jar would not
+    send them over the plain-HTTP hop the proxy makes.
+    """
+
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        sent = {"Host": PUBLIC_HOSTNAME, "X-Forwarded-Proto": "https", **(headers or {})}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        try:
+            connection.request(method, path, body=body, headers=sent)
+            answer = connection.getresponse()
+            response = Response(answer.status, answer.headers, answer.read())
+        finally:
+            connection.close()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+    def get_json(self, path: str) -> Any:
+        response = self.get(path)
+        assert response.status == 200, f"GET {path}: {response.status} {response.text[:500]}"
+        return response.json()
+
+    def post_form(self, path: str, body: bytes | str, content_type: str) -> Response:
+        return self.request(
+            "POST",
+            path,
+            body,
+            {
+                "Content-Type": content_type,
+                "Origin": f"https://{PUBLIC_HOSTNAME}",
+                "Referer": f"https://{PUBLIC_HOSTNAME}{path}",
+            },
+        )
+
+
+def plain_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A request straight to the instance, as Render's health probe makes it: plain HTTP, no proxy headers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=dict(headers or {}))
+        answer = connection.getresponse()
+        return Response(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()
+
+
+class AdminForm(html.parser.HTMLParser):
+    """What a browser submits for an admin change form as first shown: its inputs, checked boxes,
+    selected options and textareas (the inline formsets' management fields included)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.fields: list[tuple[str, str]] = []
+        self._in_form = False
+        self._select: str | None = None
+        self._textarea: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self._in_form = attributes.get("id", "").endswith("_form")
+        name = attributes.get("name", "")
+        if not self._in_form or "__prefix__" in name:
+            return
+        if tag == "input" and name:
+            kind = attributes.get("type", "text").lower()
+            if kind in {"checkbox", "radio"}:
+                if "checked" in attributes:
+                    self.fields.append((name, attributes.get("value") or "on"))
+            elif kind not in {"file", "submit", "button", "image", "reset"}:
+                self.fields.append((name, attributes.get("value", "")))
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select is not None and "selected" in attributes:
+            self.fields.append((self._select, attributes.get("value", "")))
+        elif tag == "textarea" and name:
+            self._textarea, self._text = name, []
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea" and self._textarea is not None:
+            self.fields.append((self._textarea, "".join(self._text).lstrip("\n")))
+            self._textarea = None
+
+
+def multipart(
+    fields: list[tuple[str, str]], files: Mapping[str, tuple[str, bytes, str]]
+) -> tuple[bytes, str]:
+    boundary = f"----kidoo-replay-{secrets.token_hex(12)}"
+    body = io.BytesIO()
+    for name, value in fields:
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for name, (filename, data, content_type) in files.items():
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+        )
+        body.write(data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def admin_login(client: Client, username: str, password: str) -> None:
+    page = client.get("/admin/login/?next=/admin/")
+    assert page.status == 200, page.text[:500]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert token, page.text[:2000]
+    form = {
+        "csrfmiddlewaretoken": token.group(1),
+        "username": username,
+        "password": password,
+        "next": "/admin/",
+    }
+    response = client.post_form(
+        "/admin/login/?next=/admin/", urlencode(form), "application/x-www-form-urlencoded"
+    )
+    assert response.status == 302, f"admin login refused ({response.status}): {form_errors(response.text)}"
+    assert "sessionid" in client.cookies
+
+
+def form_errors(page: str) -> str:
+    found = re.findall(
+        r'<(?:ul class="errorlist[^"]*"|p class="errornote")[^>]*>(.*?)</(?:ul|p)>', page, re.S
+    )
+    return " | ".join(re.sub(r"<[^>]+>", " ", error).strip() for error in found) or page[:2000]
+
+
+def admin_add(
+    client: Client,
+    model: str,
+    values: Mapping[str, str],
+    files: Mapping[str, tuple[str, bytes, str]] = {},
+) -> None:
+    """Fill in /admin/api/<model>/add/ as a person would and save it."""
+    path = f"/admin/api/{model}/add/"
+    page = client.get(path)
+    assert page.status == 200, f"GET {path}: {page.status} {page.text[:500]}"
+    form = AdminForm()
+    form.feed(page.text)
+    fields = [(name, value) for name, value in form.fields if name not in values] + list(values.items())
+    body, content_type = multipart(fields, files)
+    response = client.post_form(path, body, content_type)
+    assert response.status == 302, (
+        f"admin add {model} refused ({response.status}): {form_errors(response.text)}"
+    )
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+# What the site holds, seen from outside
+
+
+API_LISTS = (
+    "/api/programs/",
+    "/api/teachers/",
+    "/api/gallery/",
+    "/api/events/",
+    "/api/announcements/",
+    "/api/testimonials/",
+)
+
+
+def api_snapshot(client: Client) -> dict[str, Any]:
+    """Every public record, through the public API (lists in one page each, and each album's images)."""
+    snapshot: dict[str, Any] = {}
+    for path in API_LISTS:
+        page = client.get_json(f"{path}?page_size=100")
+        assert page["next"] is None
+        snapshot[path] = page
+    for album in snapshot["/api/gallery/"]["results"]:
+        detail = f"/api/gallery/{album['slug']}/"
+        snapshot[detail] = client.get_json(detail)
+    return snapshot
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def media_urls(snapshot: Mapping[str, Any]) -> set[str]:
+    return {text for text in strings_in(snapshot) if re.match(r"https?://", text) and "/api/" not in text}
+
+
+def database_fingerprint(server: PostgresServer, dbname: str) -> dict[str, tuple[int, str]]:
+    """Row count and content hash of every table of the site's data (api_*) and of its users."""
+    with contextlib.closing(server.connect(dbname)) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+            "AND (table_name LIKE 'api\\_%' OR table_name = 'auth_user') ORDER BY table_name"
+        )
+        tables = [row[0] for row in cursor.fetchall()]
+        fingerprint = {}
+        for table in tables:
+            cursor.execute(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') "
+                f'FROM "{table}" t'
+            )
+            count, digest = cursor.fetchone()
+            fingerprint[table] = (int(count), str(digest))
+        return fingerprint
+
+
+def table_exists(server: PostgresServer, dbname: str, table: str) -> bool:
+    with contextlib.closing(server.connect(dbname)) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+        return bool(cursor.fetchone()[0])
+
+
+def listed_backups(replay: Replay, env: Mapping[str, str], label: str) -> list[dict[str, Any]]:
+    result = replay.manage(label, "backup --list --format json", env)
+    listed = json.loads(result.stdout)
+    entries = listed["backups"] if isinstance(listed, dict) else listed
+    assert isinstance(entries, list)
+    return entries
+
+
+def holds_data(entry: Mapping[str, Any]) -> bool:
+    return bool(entry.get("holds_data", entry.get("rows", 0)))
+
+
+def by_name(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in entries}
+
+
+# The replay
+
+
+@pytest.fixture
+def replay(tmp_path: Path) -> Iterator[Replay]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    session = Replay(app=checkout(tmp_path / "app"), logs=logs)
+    try:
+        yield session
+    finally:
+        session.stop_all()
+
+
+@pytest.fixture
+def emulator() -> Iterator[CloudinaryEmulator]:
+    """An emulator of its own: it outlives every deploy of the replay, as the real account would."""
+    with CloudinaryEmulator(cloud_name="kidoo-replay") as running:
+        yield running
+
+
+@pytest.fixture
+def database(pg_server: PostgresServer) -> Iterator[str]:
+    name = f"kidoo_replay_{secrets.token_hex(4)}"
+    pg_server.create_database(name)
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_render_life__replayed_end_to_end(
+    emulator: CloudinaryEmulator, pg_server: PostgresServer, database: str, tmp_path: Path, replay: Replay
+) -> None:
+    # `replay` comes last so that its processes are stopped before the database and emulator go.
+    web, cron = service("web"), service("cron")
+    identity = x25519.Identity.generate()
+    venv = tmp_path / "venv"
+    inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    # The fresh virtualenv first; the test runner's own .venv nowhere on the way.
+    path = [entry for entry in inherited.get("PATH", "").split(os.pathsep) if not entry.startswith(str(ROOT))]
+    home = tmp_path / "home"
+    home.mkdir()
+    machine = {
+        **inherited,
+        # Render's processes own their home; gunicorn keeps its control socket there.
+        "HOME": str(home),
+        "PATH": os.pathsep.join([str(venv / "bin"), *path]),
+        "VIRTUAL_ENV": str(venv),
+        "PYTHONUNBUFFERED": "1",
+        # Render's own variables.
+        "RENDER": "true",
+        "IS_PULL_REQUEST": "false",
+        # Only what a laptop needs on top of production settings (plain-HTTP emulator): see the module.
+        "DJANGO_SETTINGS_MODULE": "tests.render_settings",
+    }
+    # What the operator types into the Dashboard for `sync: false`.
+    emulator_address = f"upload_prefix={quote(emulator.base_url, safe='')}&cname={emulator.host_and_port}"
+    dashboard = {
+        "CLOUDINARY_URL": (
+            f"cloudinary://{emulator.api_key}:{emulator.api_secret}@{emulator.cloud_name}?{emulator_address}"
+        ),
+        "BACKUP_AGE_RECIPIENTS": str(identity.to_public()),
+        "BACKUP_AGE_IDENTITY": str(identity),
+        "HEALTHCHECK_TOKEN": secrets.token_urlsafe(32),
+    }
+    database_url = pg_server.url(database)
+    web_env = service_environment(
+        web,
+        base={**machine, "RENDER_SERVICE_NAME": web["name"], "RENDER_EXTERNAL_HOSTNAME": PUBLIC_HOSTNAME},
+        database_url=database_url,
+        dashboard=dashboard,
+    )
+    cron_env = service_environment(
+        cron,
+        base={**machine, "RENDER_SERVICE_NAME": cron["name"]},
+        database_url=database_url,
+        dashboard=dashboard,
+    )
+
+    # 1. Build: a fresh virtualenv, then the Blueprint's buildCommand (which installs
+    # requirements_render.txt into it: nothing else is there), then check --deploy.
+    replay.run("create the virtualenv", f"python3 -m venv {venv} && python --version", machine)
+    replay.run("build (web)", web["buildCommand"], web_env)
+    replay.run("build (cron)", cron["buildCommand"], cron_env)
+    check = replay.manage("check --deploy", "check --deploy --fail-level WARNING", web_env)
+    assert "System check identified no issues" in check.stdout
+
+    # 2. First deploy, on the brand-new (empty) database: nothing to back up, nothing to restore.
+    replay.run("pre-deploy #1 (new database)", web["preDeployCommand"], web_env)
+    assert listed_backups(replay, web_env, "backups after pre-deploy #1") == []
+    instance = replay.start("start #1", web["startCommand"], web_env)
+    # Only /healthz is exempt from the HTTPS redirect: everything else reached over plain HTTP is sent
+    # to https (Render's proxy says https in X-Forwarded-Proto, as Client does).
+    redirect = plain_get(instance.port, "/api/programs/", {"Host": PUBLIC_HOSTNAME})
+    assert redirect.status == 301, redirect.status
+    assert redirect.headers["Location"].startswith("https://"), redirect.headers["Location"]
+    # The head teacher's account, made in the Render Shell once the site is up.
+    admin_password = secrets.token_urlsafe(16)
+    replay.manage(
+        "createsuperuser (Render Shell)",
+        "createsuperuser --no-input",
+        {
+            **web_env,
+            "DJANGO_SUPERUSER_USERNAME": "head-teacher",
+            "DJANGO_SUPERUSER_EMAIL": "office@kidoo.example",
+            "DJANGO_SUPERUSER_PASSWORD": admin_password,
+        },
+    )
+
+    # 3. The admin fills the site (uploads go to the emulator); visitors send enquiries.
+    admin = Client(instance.port)
+    admin_login(admin, "head-teacher", admin_password)
+    now = dt.datetime.now(dt.UTC)
+    admin_add(
+        admin,
+        "program",
+        {
+            "name": "Sunflowers",
+            "slug": "sunflowers",
+            "age_min_years": "3",
+            "age_max_years": "4",
+            "monthly_fee": "420.00",
+            "schedule": '{"mon": ["08:30", "12:30"]}',
+        },
+        {"image": ("sunflowers.png", png((250, 200, 0)), "image/png")},
+    )
+    admin_add(
+        admin,
+        "teacher",
+        {"name": "Ana Lima", "slug": "ana-lima", "role": "Lead teacher", "bio": "Loves maths & music."},
+        {"photo": ("ana.png", png((200, 120, 90)), "image/png")},
+    )
+    admin_add(
+        admin,
+        "galleryalbum",
+        {
+            "title": "Spring fair",
+            "slug": "spring-fair",
+            "images-0-caption": "The band",
+            "images-0-sort_order": "1",
+            "images-1-caption": "Face painting",
+            "images-1-sort_order": "2",
+        },
+        {
+            "cover": ("fair-cover.png", png((30, 160, 60)), "image/png"),
+            "images-0-image": ("band.png", png((10, 20, 200)), "image/png"),
+            "images-1-image": ("faces.png", png((220, 30, 120)), "image/png"),
+        },
+    )
+    tomorrow = now + dt.timedelta(days=1)
+    admin_add(
+        admin,
+        "event",
+        {
+            "title": "Open day",
+            "slug": "open-day",
+            "starts_at_0": tomorrow.strftime("%Y-%m-%d"),
+            "starts_at_1": "09:00:00",
+            "ends_at_0": tomorrow.strftime("%Y-%m-%d"),
+            "ends_at_1": "12:00:00",
+            "location": "Main hall",
+        },
+        {"banner": ("open-day.png", png((240, 240, 240)), "image/png")},
+    )
+    yesterday = now - dt.timedelta(days=1)
+    admin_add(
+        admin,
+        "announcement",
+        {
+            "title": "Term dates",
+            "body": "Term starts on Monday.",
+            "published_at_0": yesterday.strftime("%Y-%m-%d"),
+            "published_at_1": "08:00:00",
+        },
+        {"attachment": ("term-dates.pdf", PDF, "application/pdf")},
+    )
+    admin_add(
+        admin,
+        "testimonial",
+        {
+            "parent_name": "Priya",
+            "quote": "Our son runs to the door every morning.",
+            "rating": "5",
+            "is_approved": "on",
+        },
+    )
+    visitor = Client(instance.port)
+    enquiries = set()
+    for number in range(5):
+        response = visitor.request(
+            "POST",
+            "/api/enquiries/",
+            json.dumps(
+                {
+                    "parent_name": f"Parent {number}",
+                    "phone": f"+44 20 7946 09{number:02d}",
+                    "email": f"parent{number}@example.org",
+                    "child_name": f"Child {number}",
+                    "child_age_years": 3 + number % 3,
+                    "program": "sunflowers",
+                    "message": "Can we visit? ✿",
+                    "consent": True,
+                }
+            ),
+            {"Content-Type": "application/json", "Origin": web_env.get("FRONTEND_ORIGINS", "")},
+        )
+        assert response.status == 201, response.text
+        enquiries.add(response.json()["public_id"])
+    site = api_snapshot(visitor)
+    images = media_urls(site)
+    # program, teacher, album cover and two images, event banner, announcement attachment
+    assert len(images) == 7, sorted(images)
+    assert all(url.startswith(emulator.base_url + "/") for url in images), sorted(images)
+    data = database_fingerprint(pg_server, database)
+    assert data["api_enquiry"][0] == 5
+
+    # 4. A second deploy: pre-deploy while the old instance serves, then the new one takes over.
+    replay.run("pre-deploy #2", web["preDeployCommand"], web_env)
+    previous, instance = instance, replay.start("start #2", web["startCommand"], web_env)
+    previous.stop()
+    visitor.port = instance.port
+    assert api_snapshot(visitor) == site
+    assert database_fingerprint(pg_server, database) == data
+    good_backups = [
+        entry for entry in listed_backups(replay, web_env, "backups after deploy #2") if holds_data(entry)
+    ]
+    assert good_backups, "the pre-deploy backup of a database with data is missing or says it holds none"
+
+    # 5. The free database expires: Render recreates it empty; the next deploy must bring the data back.
+    instance.stop()
+    pg_server.drop_database(database)
+    pg_server.create_database(database)
+    replay.run("pre-deploy #3 (database recreated empty)", web["preDeployCommand"], web_env)
+    after_expiry = by_name(listed_backups(replay, web_env, "backups after pre-deploy #3"))
+    for entry in good_backups:
+        assert after_expiry.get(entry["name"]) == entry, f"good backup {entry['name']} lost or changed"
+    assert not [name for name, entry in after_expiry.items() if not holds_data(entry)], (
+        "the pre-deploy backup of the empty database was kept (it must be skipped)"
+    )
+    instance = replay.start("start #3 (restores)", web["startCommand"], web_env)
+    visitor.port = instance.port
+    assert "Restored" in instance.output()
+    assert database_fingerprint(pg_server, database) == data
+    assert api_snapshot(visitor) == site
+    for url in sorted(images):
+        with urllib.request.urlopen(url, timeout=30) as delivered:  # noqa: S310 - the emulator on loopback
+            body = delivered.read()
+            assert delivered.status == 200, url
+        assert body.startswith(b"%PDF" if url.endswith(".pdf") else b"\x89PNG"), url
+    # The admin's account came back with the data.
+    admin = Client(instance.port)
+    admin_login(admin, "head-teacher", admin_password)
+
+    # 6. The nightly cron job: backup with pruning, then a size sample.
+    replay.run("cron", cron["startCommand"], cron_env)
+    after_cron = listed_backups(replay, web_env, "backups after cron")
+    daily = [entry for entry in after_cron if "daily" in entry["name"]]
+    assert daily, [entry["name"] for entry in after_cron]
+    assert holds_data(daily[-1])
+    with_data = [entry for entry in after_cron if holds_data(entry)]
+    assert with_data, "pruning left no backup that holds data"
+    # BACKUP_AGE_RECIPIENTS reached both services: nothing left unencrypted.
+    assert all(entry["encrypted"] for entry in after_cron), after_cron
+
+    # 7. A release whose migration fails: pre-deploy exits non-zero, Render cancels the deploy and the
+    # running instance keeps serving; nothing is lost.
+    data = database_fingerprint(pg_server, database)
+    before = by_name(after_cron)
+    failed = replay.run(
+        "pre-deploy #4 (migration fails)",
+        web["preDeployCommand"],
+        {**web_env, "KIDOO_REPLAY_BROKEN_MIGRATION": "1"},
+        ok=False,
+    )
+    assert failed.returncode != 0
+    assert "fails on purpose" in failed.stdout
+    assert database_fingerprint(pg_server, database) == data
+    assert not table_exists(pg_server, database, "render_broken_migration_doomed")
+    assert api_snapshot(visitor) == site
+    after_failure = by_name(listed_backups(replay, web_env, "backups after the failed deploy"))
+    for name, entry in before.items():
+        assert after_failure.get(name) == entry, f"backup {name} lost or changed by the failed deploy"
+    (taken,) = [entry for name, entry in after_failure.items() if name not in before]
+    assert "pre-deploy" in taken["name"]
+    assert holds_data(taken)
+
+    # The last good backup still restores, by hand, to exactly the live data (a scratch database
+    # reading production's backup folder, as the README's "Restoring by hand" does).
+    last_good = max(
+        (entry for entry in before.values() if holds_data(entry)), key=lambda entry: entry["created_at"]
+    )
+    scratch = f"{database}_check"
+    pg_server.create_database(scratch)
+    try:
+        replay.manage(
+            "restore the last good backup by hand",
+            f"restore {last_good['name']} --no-input",
+            {**web_env, "DATABASE_URL": pg_server.url(scratch), "BACKUP_NAMESPACE": database},
+        )
+        assert database_fingerprint(pg_server, scratch) == data
+    finally:
+        pg_server.drop_database(scratch)
