@@ -191,6 +191,36 @@ def decryption_identities(wrapped_identity: bytes | None) -> list[x25519.Identit
 class _WorkerFailure:
     def __init__(self) -> None:
         self.error: BaseException | None = None
+        # The toolkit's own error raised by the sink or source the worker used (a failed upload, a
+        # damaged part): pyrage reports it only as its type, so it is kept here and raised instead.
+        self.cause: OpsError | None = None
+
+
+class _Watched:
+    """The sink or source handed to pyrage: an OpsError it raises is recorded as the cause."""
+
+    def __init__(self, target: Any, failure: _WorkerFailure) -> None:
+        self._target = target
+        self._failure = failure
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._target.write(data))
+        except OpsError as error:
+            self._failure.cause = error
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return bytes(self._target.read(size))
+        except OpsError as error:
+            self._failure.cause = error
+            raise
+
+    def flush(self) -> None:
+        flush = getattr(self._target, "flush", None)
+        if flush is not None:
+            flush()
 
 
 def _run(failure: _WorkerFailure, function: Any, *args: Any) -> None:
@@ -209,17 +239,32 @@ def encrypting(sink: IO[bytes], recipients: Sequence[x25519.Recipient]) -> Itera
     read_fd, write_fd = os.pipe()
     failure = _WorkerFailure()
     with os.fdopen(read_fd, "rb", buffering=0) as pipe_out:
-        worker = threading.Thread(
-            target=_run, args=(failure, pyrage.encrypt_io, pipe_out, sink, list(recipients)), daemon=True
-        )
+
+        def encrypt() -> None:
+            try:
+                pyrage.encrypt_io(pipe_out, _Watched(sink, failure), list(recipients))
+            except BaseException:
+                # Nobody reads the pipe any more: the writer must fail now (BrokenPipeError), not
+                # block forever once the pipe is full.
+                pipe_out.close()
+                raise
+
+        worker = threading.Thread(target=_run, args=(failure, encrypt), daemon=True)
         worker.start()
         pipe_in = os.fdopen(write_fd, "wb")
         try:
             yield pipe_in
+        except BrokenPipeError:
+            worker.join()
+            if failure.error is None:
+                raise
+            # The worker's error, raised below, says what went wrong.
         finally:
-            with contextlib.suppress(BrokenPipeError):
+            with contextlib.suppress(BrokenPipeError, ValueError):
                 pipe_in.close()
             worker.join()
+    if failure.cause is not None:
+        raise failure.cause from None
     if failure.error is not None:
         raise OpsError(f"Encrypting the backup failed ({type(failure.error).__name__}).") from failure.error
 
@@ -246,6 +291,8 @@ class _DecryptedReader:
         error = self._failure.error
         if error is None:
             return
+        if self._failure.cause is not None:
+            raise self._failure.cause from None
         if isinstance(error, pyrage.DecryptError):
             raise DecryptionError(
                 "The backup could not be decrypted: the age identity does not match any of its "
@@ -268,7 +315,7 @@ def decrypting(source: ByteReader, identities: Sequence[x25519.Identity]) -> Ite
 
     def decrypt() -> None:
         try:
-            pyrage.decrypt_io(source, pipe_in, list(identities))
+            pyrage.decrypt_io(_Watched(source, failure), pipe_in, list(identities))
         finally:
             with contextlib.suppress(BrokenPipeError):
                 pipe_in.close()
