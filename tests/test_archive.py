@@ -17,6 +17,7 @@ from ops.archive import (
     Column,
     CorruptArchive,
     Manifest,
+    compression_parameters,
     iter_tables,
     verify_archive,
 )
@@ -117,3 +118,30 @@ def test_copy_text__python_encoding_matches_postgresql_escapes() -> None:
     assert encode_rows([(None, "a\tb\\c\nd\re", True, 1.5, b"\x00\x01")]) == (
         b"\\N\ta\\tb\\\\c\\nd\\re\tt\t1.5\t\\\\x0001\n"
     )
+
+
+@pytest.mark.parametrize("level", [1, 3, 9, 19])
+def test_archive__round_trips_at_every_compression_level(level: int) -> None:
+    sink = io.BytesIO()
+    writer = ArchiveWriter(sink, level=level)
+    section = writer.begin_table("t", (Column("id"), Column("a"), Column("b"), Column("c", "BinaryField")))
+    section.data.write(encode_rows(ROWS * 50))
+    section.end(len(ROWS) * 50)
+    writer.finish(Manifest(dt.datetime.now(dt.UTC), "postgresql", "15", "5.2", {}, True, writer.tables))
+    sink.seek(0)
+    manifest = verify_archive(sink)
+    sink.seek(0)
+    loaded = [
+        list(decode_lines(data, [False, False, False, True])) for _, data in iter_tables(sink, manifest)
+    ]
+    expected = [(str(a), b, c, bytes(d) if d is not None else None) for a, b, c, d in ROWS]
+    assert loaded == [expected * 50]
+
+
+def test_compression_parameters__window_and_matches_tuned_for_copy_text() -> None:
+    fast = compression_parameters(3)
+    assert fast.window_log == 23  # 8 MB: what a reader holds in memory per table
+    assert fast.min_match == 7
+    # Slow levels keep their own (short) minimum match; their window is never made smaller.
+    assert compression_parameters(19).min_match < 7
+    assert compression_parameters(19).window_log >= 23
