@@ -18,6 +18,10 @@ emulator. The story (issue 8):
 7. a deploy whose migration fails is cancelled at pre-deploy: the data and the last good backup are
    intact, and the backup that pre-deploy took holds the data.
 
+A second test replays the free-plan variant (the startCommand render.yaml keeps commented out): with
+no pre-deploy step, the start command alone backs up, migrates and restores an expired database.
+The build (fresh virtualenv, buildCommands) is made once for both.
+
 Everything a process prints is echoed (pytest shows it when the test fails); no secret is printed.
 """
 
@@ -543,46 +547,45 @@ def by_name(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # The replay
 
 
-@pytest.fixture
-def replay(tmp_path: Path) -> Iterator[Replay]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    session = Replay(app=checkout(tmp_path / "app"), logs=logs)
-    try:
-        yield session
-    finally:
-        session.stop_all()
+@dataclass
+class RenderAccount:
+    """What the replay deploys with: one build of the checkout, and the values typed into the Dashboard."""
+
+    app: Path
+    venv: Path
+    machine: dict[str, str]
+    dashboard: dict[str, str]
+
+    def environment(self, kind: str, database_url: str) -> dict[str, str]:
+        spec = service(kind)
+        base = {**self.machine, "RENDER_SERVICE_NAME": spec["name"]}
+        if kind == "web":
+            base["RENDER_EXTERNAL_HOSTNAME"] = PUBLIC_HOSTNAME
+        return service_environment(spec, base=base, database_url=database_url, dashboard=self.dashboard)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def emulator() -> Iterator[CloudinaryEmulator]:
     """An emulator of its own: it outlives every deploy of the replay, as the real account would."""
     with CloudinaryEmulator(cloud_name="kidoo-replay") as running:
         yield running
 
 
-@pytest.fixture
-def database(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"kidoo_replay_{secrets.token_hex(4)}"
-    pg_server.create_database(name)
-    try:
-        yield name
-    finally:
-        pg_server.drop_database(name)
-
-
-def test_render_life__replayed_end_to_end(
-    emulator: CloudinaryEmulator, pg_server: PostgresServer, database: str, tmp_path: Path, replay: Replay
-) -> None:
-    # `replay` comes last so that its processes are stopped before the database and emulator go.
-    web, cron = service("web"), service("cron")
-    identity = x25519.Identity.generate()
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def account(
+    tmp_path_factory: pytest.TempPathFactory, emulator: CloudinaryEmulator, pg_server: PostgresServer
+) -> RenderAccount:
+    """The build: a fresh virtualenv, then the Blueprint's buildCommands (which install
+    requirements_render.txt into it: nothing else is there). Built once per run, for both tests."""
+    root = tmp_path_factory.mktemp("render")
+    venv = root / "venv"
+    home = root / "home"
+    home.mkdir()
+    logs = root / "logs"
+    logs.mkdir()
     inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
     # The fresh virtualenv first; the test runner's own .venv nowhere on the way.
     path = [entry for entry in inherited.get("PATH", "").split(os.pathsep) if not entry.startswith(str(ROOT))]
-    home = tmp_path / "home"
-    home.mkdir()
     machine = {
         **inherited,
         # Render's processes own their home; gunicorn keeps its control socket there.
@@ -596,6 +599,7 @@ def test_render_life__replayed_end_to_end(
         # Only what a laptop needs on top of production settings (plain-HTTP emulator): see the module.
         "DJANGO_SETTINGS_MODULE": "tests.render_settings",
     }
+    identity = x25519.Identity.generate()
     # What the operator types into the Dashboard for `sync: false`.
     emulator_address = f"upload_prefix={quote(emulator.base_url, safe='')}&cname={emulator.host_and_port}"
     dashboard = {
@@ -606,25 +610,80 @@ def test_render_life__replayed_end_to_end(
         "BACKUP_AGE_IDENTITY": str(identity),
         "HEALTHCHECK_TOKEN": secrets.token_urlsafe(32),
     }
-    database_url = pg_server.url(database)
-    web_env = service_environment(
-        web,
-        base={**machine, "RENDER_SERVICE_NAME": web["name"], "RENDER_EXTERNAL_HOSTNAME": PUBLIC_HOSTNAME},
-        database_url=database_url,
-        dashboard=dashboard,
-    )
-    cron_env = service_environment(
-        cron,
-        base={**machine, "RENDER_SERVICE_NAME": cron["name"]},
-        database_url=database_url,
-        dashboard=dashboard,
-    )
+    built = RenderAccount(checkout(root / "app"), venv, machine, dashboard)
+    builder = Replay(app=built.app, logs=logs)
+    builder.run("create the virtualenv", f"python3 -m venv {venv} && python --version", machine)
+    # The build does not reach the database; Render sets DATABASE_URL for it all the same.
+    unused = pg_server.url("kidoo_not_used_by_the_build")
+    builder.run("build (web)", service("web")["buildCommand"], built.environment("web", unused))
+    builder.run("build (cron)", service("cron")["buildCommand"], built.environment("cron", unused))
+    return built
 
-    # 1. Build: a fresh virtualenv, then the Blueprint's buildCommand (which installs
-    # requirements_render.txt into it: nothing else is there), then check --deploy.
-    replay.run("create the virtualenv", f"python3 -m venv {venv} && python --version", machine)
-    replay.run("build (web)", web["buildCommand"], web_env)
-    replay.run("build (cron)", cron["buildCommand"], cron_env)
+
+@pytest.fixture
+def replay(account: RenderAccount, tmp_path: Path) -> Iterator[Replay]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    session = Replay(app=account.app, logs=logs)
+    try:
+        yield session
+    finally:
+        session.stop_all()
+
+
+@pytest.fixture
+def database(pg_server: PostgresServer) -> Iterator[str]:
+    name = f"kidoo_replay_{secrets.token_hex(4)}"
+    pg_server.create_database(name)
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+def free_plan_start_command() -> str:
+    """The startCommand render.yaml keeps commented out for the free plan (no preDeployCommand)."""
+    match = re.search(r"^\s*#\s*startCommand:\s*(.+)$", (ROOT / "render.yaml").read_text(), re.MULTILINE)
+    assert match, "render.yaml lost its commented free-plan startCommand"
+    return match.group(1).strip()
+
+
+def post_enquiry(client: Client, number: int, origin: str, program: str = "") -> str:
+    response = client.request(
+        "POST",
+        "/api/enquiries/",
+        json.dumps(
+            {
+                "parent_name": f"Parent {number}",
+                "phone": f"+44 20 7946 09{number:02d}",
+                "email": f"parent{number}@example.org",
+                "child_name": f"Child {number}",
+                "child_age_years": 3 + number % 3,
+                "program": program,
+                "message": "Can we visit? ✿",
+                "consent": True,
+            }
+        ),
+        {"Content-Type": "application/json", "Origin": origin},
+    )
+    assert response.status == 201, response.text
+    public_id: str = response.json()["public_id"]
+    return public_id
+
+
+def test_render_life__replayed_end_to_end(
+    emulator: CloudinaryEmulator,
+    account: RenderAccount,
+    pg_server: PostgresServer,
+    database: str,
+    replay: Replay,
+) -> None:
+    # `replay` comes last so that its processes are stopped before the database goes.
+    web, cron = service("web"), service("cron")
+    web_env = account.environment("web", pg_server.url(database))
+    cron_env = account.environment("cron", pg_server.url(database))
+
+    # 1. The build (fixture `account`) passed; the production settings pass Django's deploy checks.
     check = replay.manage("check --deploy", "check --deploy --fail-level WARNING", web_env)
     assert "System check identified no issues" in check.stdout
 
@@ -728,27 +787,8 @@ def test_render_life__replayed_end_to_end(
         },
     )
     visitor = Client(instance.port)
-    enquiries = set()
     for number in range(5):
-        response = visitor.request(
-            "POST",
-            "/api/enquiries/",
-            json.dumps(
-                {
-                    "parent_name": f"Parent {number}",
-                    "phone": f"+44 20 7946 09{number:02d}",
-                    "email": f"parent{number}@example.org",
-                    "child_name": f"Child {number}",
-                    "child_age_years": 3 + number % 3,
-                    "program": "sunflowers",
-                    "message": "Can we visit? ✿",
-                    "consent": True,
-                }
-            ),
-            {"Content-Type": "application/json", "Origin": web_env.get("FRONTEND_ORIGINS", "")},
-        )
-        assert response.status == 201, response.text
-        enquiries.add(response.json()["public_id"])
+        post_enquiry(visitor, number, web_env.get("FRONTEND_ORIGINS", ""), "sunflowers")
     site = api_snapshot(visitor)
     images = media_urls(site)
     # program, teacher, album cover and two images, event banner, announcement attachment
@@ -843,3 +883,35 @@ def test_render_life__replayed_end_to_end(
         assert database_fingerprint(pg_server, scratch) == data
     finally:
         pg_server.drop_database(scratch)
+
+
+def test_render_free_plan__the_start_command_alone_backs_up_migrates_and_restores(
+    account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
+) -> None:
+    """The free-plan variant (README): no preDeployCommand, the commented startCommand does it all."""
+    start = free_plan_start_command()
+    web_env = account.environment("web", pg_server.url(database))
+    origin = web_env.get("FRONTEND_ORIGINS", "")
+
+    instance = replay.start("free plan: start #1 (new database)", start, web_env)
+    visitor = Client(instance.port)
+    for number in range(3):
+        post_enquiry(visitor, number, origin)
+    data = database_fingerprint(pg_server, database)
+    assert data["api_enquiry"][0] == 3
+    instance.stop()
+    # The next deploy's start backs up what the last one gathered.
+    replay.start("free plan: start #2", start, web_env).stop()
+    assert [entry["reason"] for entry in listed_backups(replay, web_env, "free plan: backups")] == [
+        "pre-deploy"
+    ]
+
+    pg_server.drop_database(database)
+    pg_server.create_database(database)
+    instance = replay.start("free plan: start #3 (database recreated empty)", start, web_env)
+    assert "Restored" in instance.output()
+    assert database_fingerprint(pg_server, database) == data
+    backups = listed_backups(replay, web_env, "free plan: backups after the restore")
+    # The restored data was backed up again on the way up; no backup of the empty database.
+    assert len(backups) == 2, backups
+    assert all(holds_data(entry) for entry in backups), backups
