@@ -45,7 +45,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive import Manifest, TableEntry
-from ops.copy_text import NULL, decode_field, encode_value
+from ops.copy_text import NULL, decode_field
 from ops.errors import OpsError
 from ops.migration_state import recorded_state
 
@@ -207,7 +207,9 @@ def _uuid_to_sqlite(value: str) -> str:
 
 def _json_to_sqlite(value: str) -> str:
     # What Django's JSONField writes on SQLite for the value it would read from PostgreSQL.
-    return encode_value(json.dumps(json.loads(str(decode_field(value)))))
+    text = str(decode_field(value)) if "\\" in value else value
+    # json.dumps escapes every control character itself: only its backslashes need COPY escaping.
+    return json.dumps(json.loads(text)).replace("\\", "\\\\")
 
 
 _FLOAT_WORDS = {"Infinity": "1e999", "-Infinity": "-1e999", "NaN": NULL}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,39 @@ def test_converted_table__lines_split_across_chunks_are_converted_whole() -> Non
     converted = ConvertedTable(stream, entry, ((1, {"t": "1", "f": "0"}.__getitem__),), "sqlite")
 
     assert b"".join(converted) == b"1\t1\n2\t0\n3\t\\N\n"
+
+
+def test_cross_engine__a_backup_at_older_migrations_is_loaded_there_then_migrated_forward(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    from api.models import Program
+
+    source = scratch.sqlite()
+    call_command("migrate", "api", "0001", database=source, verbosity=0)
+    Program.objects.using(source).create(
+        name="Older", slug="older", age_min_years=2, age_max_years=4, monthly_fee="12.50", schedule={"a": [1]}
+    )
+    archive = tmp_path / "older.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres(migrated=False)
+
+    result = run_restore(target, str(archive))
+
+    assert result.migrated_forward == 1
+    program = Program.objects.using(target).get()
+    assert (program.slug, str(program.monthly_fee), program.schedule) == ("older", "12.50", {"a": [1]})
+    with connections[target].cursor() as cursor:
+        cursor.execute("SELECT name FROM django_migrations WHERE app = 'api' ORDER BY name")
+        assert [row[0] for row in cursor.fetchall()][-1].startswith("0002")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"tab\t": "new\nline\r\\N \\ é😀\x01"}, [], {}, "\\", None, 2**70, [1.5, {"b": [[]]}], '"quoted"'],
+)
+def test_json__any_value_in_copy_text_becomes_what_django_writes_on_sqlite(value: Any) -> None:
+    from ops.copy_text import decode_field, encode_value
+
+    as_postgresql_prints_it = encode_value(json.dumps(value, ensure_ascii=False))
+
+    assert decode_field(_json_to_sqlite(as_postgresql_prints_it)) == json.dumps(value)
