@@ -161,16 +161,23 @@ class Replay:
         self, label: str, command: str, env: Mapping[str, str], *, ok: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
-        result = subprocess.run(
+        # Its own process group: if it hangs (or starts a server it should not have), all of it goes.
+        process = subprocess.Popen(
             ["bash", "-c", command],
             cwd=self.app,
             env=dict(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"{label} still ran after {timeout:.0f} s:\n$ {command}\n{output}")
+        result = subprocess.CompletedProcess(process.args, process.returncode, output)
         seconds = time.monotonic() - started
         print(f"\n=== {label}: exit {result.returncode} after {seconds:.1f} s\n$ {command}\n{result.stdout}")
         if ok and result.returncode != 0:
@@ -915,3 +922,46 @@ def test_render_free_plan__the_start_command_alone_backs_up_migrates_and_restore
     # The restored data was backed up again on the way up; no backup of the empty database.
     assert len(backups) == 2, backups
     assert all(holds_data(entry) for entry in backups), backups
+
+
+def test_render_identity_kept_off_the_server__deploys_go_on_and_an_emptied_database_stops_the_start(
+    account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
+) -> None:
+    """BACKUP_AGE_IDENTITY left empty (render.yaml's comment): deploys with data are not affected, and
+    on an emptied database the start command stops with a clear error until someone restores by hand."""
+    web = service("web")
+    identity = account.dashboard["BACKUP_AGE_IDENTITY"]
+    web_env = {**account.environment("web", pg_server.url(database)), "BACKUP_AGE_IDENTITY": ""}
+
+    replay.run("no identity: pre-deploy #1", web["preDeployCommand"], web_env)
+    instance = replay.start("no identity: start #1", web["startCommand"], web_env)
+    post_enquiry(Client(instance.port), 1, web_env.get("FRONTEND_ORIGINS", ""))
+    data = database_fingerprint(pg_server, database)
+    instance.stop()
+    replay.run("no identity: pre-deploy #2", web["preDeployCommand"], web_env)
+    # restore --if-empty answers from the database alone: no key needed while data is there.
+    replay.start("no identity: start #2 (data present)", web["startCommand"], web_env).stop()
+
+    pg_server.drop_database(database)
+    pg_server.create_database(database)
+    replay.run("no identity: pre-deploy #3 (database recreated empty)", web["preDeployCommand"], web_env)
+    stopped = replay.run(
+        "no identity: start #3 (database recreated empty)",
+        web["startCommand"],
+        {**web_env, "PORT": str(free_port())},
+        ok=False,
+        timeout=120,
+    )
+    assert stopped.returncode != 0
+    assert "BACKUP_AGE_IDENTITY" in stopped.stdout, "the error should say which key is missing"
+    assert "Traceback" not in stopped.stdout
+    assert database_fingerprint(pg_server, database)["api_enquiry"][0] == 0
+
+    # README, "Restoring by hand": the identity for this one command, never saved on the server.
+    replay.manage(
+        "no identity: restore by hand",
+        "restore --latest --no-input",
+        {**web_env, "BACKUP_AGE_IDENTITY": identity},
+    )
+    assert database_fingerprint(pg_server, database) == data
+    replay.start("no identity: start #4 (after the restore by hand)", web["startCommand"], web_env)
