@@ -261,11 +261,21 @@ class BackupRepository:
             raise CorruptBackup(f"The manifest of backup {name} is damaged ({error}).") from None
 
     def latest(self, *, with_data: bool = True) -> BackupInfo:
-        for backup in self.backups():
+        backups = self.backups()
+        for backup in backups:
             if backup.holds_data or not with_data:
                 return backup
-        extra = " that holds data" if with_data else ""
-        raise BackupNotFound(f"There is no complete backup{extra} in the {self.description}.")
+        if backups:
+            raise BackupNotFound(
+                f"There is no complete backup that holds data in the {self.description}: its "
+                f"{len(backups)} backup(s) are all of an empty database. Name one (`backup --list`) "
+                "or pass --include-empty to take the newest anyway."
+            )
+        raise BackupNotFound(
+            f"There is no complete backup in the {self.description}. Take one with "
+            "`python manage.py backup`; if backups exist elsewhere, check OPS['BACKUP_REPOSITORY'] "
+            "and OPS['BACKUP_NAMESPACE']."
+        )
 
     def wrapped_identity(self, backup: BackupInfo) -> bytes | None:
         if backup.encryption != "age-passphrase":
@@ -301,7 +311,13 @@ class BackupRepository:
 
     def delete(self, name: str) -> None:
         check_key(name)
-        self.store.delete([obj.key for obj in self.store.list(f"{name}/")])
+        keys = [obj.key for obj in self.store.list(f"{name}/")]
+        manifest = f"{name}/{MANIFEST}"
+        # The manifest first: a delete that fails halfway leaves parts that no longer list as a
+        # backup (the next prune removes them), never a backup that lists but cannot be restored.
+        if manifest in keys:
+            self.store.delete([manifest])
+        self.store.delete([key for key in keys if key != manifest])
 
 
 class BackupUnderConstruction:

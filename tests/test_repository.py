@@ -96,8 +96,12 @@ def test_latest__skips_backups_of_an_empty_database(tmp_path: Path) -> None:
 
 
 def test_latest__none_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(BackupNotFound, match="no complete backup that holds data in the local folder"):
-        BackupRepository(LocalFolderStore(tmp_path)).latest()
+    repository = BackupRepository(LocalFolderStore(tmp_path))
+    with pytest.raises(BackupNotFound, match=r"no complete backup in the local folder .*manage.py backup"):
+        repository.latest()
+    write_backup(repository, b"empty", holds_data=False)
+    with pytest.raises(BackupNotFound, match=r"holds data .* all of an empty database.*--include-empty"):
+        repository.latest()
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "remove"])
