@@ -37,6 +37,7 @@ from ops.copy_text import encode_rows
 from ops.db_tables import ModelTable, model_tables
 from ops.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
 from ops.errors import OpsConfigurationError, OpsError, redact
+from ops.media_backup import MediaOptions, recording_media
 from ops.pg_load import quote_ident
 from ops.progress import ProgressCallback, TableProgress, no_progress
 from ops.repository import BackupRepository, configured_repository, new_backup_name
@@ -58,6 +59,8 @@ class BackupResult:
     # True: the database held no user data and nothing was written (``skip_empty``); see message.
     skipped: bool = False
     message: str = ""
+    # Repository backups: the media manifest's counts (ops/media_backup.py), None otherwise.
+    media: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class BackupResult:
             "encrypted": self.encrypted,
             "skipped": self.skipped,
             "message": self.message,
+            "media": self.media,
         }
 
 
@@ -250,11 +254,13 @@ def backup_to_repository(
     progress: ProgressCallback = no_progress,
     in_transaction: bool = False,
     require_data: bool = False,
+    media: MediaOptions | None = None,
 ) -> tuple[str, Manifest, bool]:
     """A named backup in ``repository`` (encrypted when keys are configured): name, manifest, encrypted.
 
     ``require_data``: if the snapshot turns out to hold no user data, raise EmptyDatabase and leave
     nothing in the repository (the verdict of the snapshot itself, not of an earlier look).
+    ``media``: also record the media files the database references (ops/media_backup.py).
     """
     name = new_backup_name(reason)
     keys = encryption_keys_from_environment()
@@ -263,7 +269,11 @@ def backup_to_repository(
         None if prepared is None else ("age-passphrase" if prepared.wrapped_identity else "age-x25519")
     )
     wrapped = prepared.wrapped_identity if prepared is not None else None
-    with repository.create(name, encryption=encryption, wrapped_identity=wrapped) as backup:
+    recipients = prepared.recipients if prepared is not None else None
+    with (
+        repository.create(name, encryption=encryption, wrapped_identity=wrapped) as backup,
+        recording_media(database, repository, backup, name, recipients, media),
+    ):
         # The seam for encryption: archive bytes -> (age) -> repository parts.
         if prepared is None:
             manifest = write_archive(
@@ -291,6 +301,7 @@ def run_backup(
     reason: str = "manual",
     progress: ProgressCallback = no_progress,
     skip_empty: bool = False,
+    with_media: bool = False,
 ) -> BackupResult:
     """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``).
 
@@ -298,6 +309,7 @@ def run_backup(
     return a result with ``skipped`` set. When Render recreates an expired database, the next
     backups are of an empty database; they must not become what ``restore --latest`` finds nor
     take retention slots. Files and streams (``-o``) are always written: the caller chose them.
+    Repository backups also record the media files referenced; ``with_media`` stores them too.
     """
     started = time.monotonic()
     check_supported(connections[database])
@@ -306,6 +318,7 @@ def run_backup(
     # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
         return _skipped(database, started)
+    media: dict[str, Any] | None = None
     if output == "-" or stream is not None:
         if stream is None:
             raise OpsConfigurationError("-o - needs a stream to write to.")
@@ -324,12 +337,19 @@ def run_backup(
         repository = configured_repository(database)
         try:
             name, manifest, encrypted = backup_to_repository(
-                database, repository, tables, reason=reason, progress=progress, require_data=skip_empty
+                database,
+                repository,
+                tables,
+                reason=reason,
+                progress=progress,
+                require_data=skip_empty,
+                media=MediaOptions(with_files=with_media),
             )
         except EmptyDatabase:
             # Emptied between the look and the snapshot: the snapshot's verdict stands.
             return _skipped(database, started)
-        location, size = repository.description, repository.info(name).size
+        info = repository.info(name)
+        location, size, media = repository.description, info.size, info.summary.get("media")
     return BackupResult(
         name=name,
         location=location,
@@ -339,6 +359,7 @@ def run_backup(
         seconds=time.monotonic() - started,
         holds_data=manifest.holds_data,
         encrypted=encrypted,
+        media=media,
     )
 
 

@@ -13,6 +13,17 @@ from ops.repository import configured_repository
 from ops.verify import verify_backup
 
 
+def media_text(media: dict[str, Any]) -> str:
+    """What the summary line says of a backup's media (ops/media_backup.py): counts only."""
+    problems = [f"{media[key]} {key}" for key in ("missing", "unchecked") if media.get(key)]
+    state = f"; {', '.join(problems)}" if problems else ""
+    stored = f", {media['stored_files']} stored" if media.get("with_files") else ""
+    calls = f"; {media['api_calls']} Admin API calls" if media.get("api_calls") else ""
+    return (
+        f"media: {media['files']} files referenced ({human_size(int(media['bytes']))}{state}){stored}{calls}"
+    )
+
+
 class Command(BaseCommand):
     help = "Back up the whole database into one consistent, checksummed, compressed archive."
 
@@ -68,6 +79,12 @@ class Command(BaseCommand):
             "--list", action="store_true", help="List the backups in the repository instead of backing up."
         )
         parser.add_argument(
+            "--with-media",
+            action="store_true",
+            help="Also store the media files the database references (every repository backup "
+            "records their manifest; this adds their bytes).",
+        )
+        parser.add_argument(
             "--verify",
             nargs="?",
             const="",
@@ -98,6 +115,12 @@ class Command(BaseCommand):
             raise CommandError("--dry-run goes with --prune or --prune-only.", returncode=2)
         if options["prune"] and (modes or options["output"] is not None):
             raise CommandError("--prune prunes the repository after a backup into it: drop -o.", returncode=2)
+        if options["with_media"] and (modes or options["output"] is not None):
+            raise CommandError(
+                "--with-media stores the files beside a backup in the repository: drop -o, --list, "
+                "--verify and --prune-only.",
+                returncode=2,
+            )
         if options["latest"] and options["verify"] is None:
             raise CommandError("--latest goes with --verify (restore --latest restores).", returncode=2)
         if options["verify"] is not None and bool(options["verify"]) == options["latest"]:
@@ -216,9 +239,12 @@ class Command(BaseCommand):
                 reason=options["reason"],
                 progress=progress,
                 skip_empty=not options["force"],
+                with_media=options["with_media"],
             )
         finally:
             progress.done()
+        for warning in (result.media or {}).get("warnings", []):
+            self.stderr.write(self.style.WARNING(f"Media: {warning}"))
         if stream is not None:
             stream.flush()
         if result.skipped:
@@ -238,9 +264,10 @@ class Command(BaseCommand):
             self.print_backup(messages, result)
 
     def print_backup(self, messages: OutputWrapper, result: BackupResult) -> None:
+        media = f"; {media_text(result.media)}" if result.media and result.media["files"] else ""
         messages.write(
             self.style.SUCCESS(
                 f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "
-                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location})."
+                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location}){media}."
             )
         )

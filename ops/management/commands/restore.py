@@ -1,10 +1,13 @@
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.errors import OpsError, as_command_error
+from ops.media_backup import MediaRestoreResult, restore_media
 from ops.progress import ProgressPrinter
 from ops.restore import run_restore
 
@@ -45,6 +48,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-migrate", action="store_false", dest="migrate", help="Stay at the backup's migrations."
         )
+        parser.add_argument(
+            "--media",
+            action="store_true",
+            help="After restoring, upload the media files the backup references that the media "
+            "storage lacks (from the backup's stored files, else MEDIA_ROOT). Safe to repeat.",
+        )
+        parser.add_argument(
+            "--media-only",
+            action="store_true",
+            help="Only the media step of --media: leave the database as it is.",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="With --media-only: say what would be uploaded, upload nothing.",
+        )
         parser.add_argument("--format", choices=("text", "json"), default="text")
 
     def confirm(self, database):
@@ -63,6 +82,20 @@ class Command(BaseCommand):
             raise CommandError("Name a backup (or a file, or -) or use --latest, not both.", returncode=2)
         if options["include_empty"] and not options["latest"]:
             raise CommandError("--include-empty goes with --latest.", returncode=2)
+        source = options["source"]
+        if (options["media"] or options["media_only"]) and (
+            source == "-" or (source and Path(source).is_file())
+        ):
+            raise CommandError(
+                "--media and --media-only read a backup in the repository (its media manifest): "
+                "name one, or use --latest.",
+                returncode=2,
+            )
+        if options["dry_run"] and not options["media_only"]:
+            raise CommandError("--dry-run goes with --media-only.", returncode=2)
+        if options["media_only"]:
+            self.restore_media(options, source)
+            return
         progress = ProgressPrinter(
             self.stdout.write,
             tty=self.stdout.isatty(),
@@ -85,8 +118,12 @@ class Command(BaseCommand):
         finally:
             progress.done()
         if options["format"] == "json":
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
-        elif result.warning:
+            data = result.as_dict()
+            if options["media"] and result.restored:
+                data["media"] = self.restore_media(options, result.name, restored_database=True).as_dict()
+            self.stdout.write(json.dumps(data, indent=2))
+            return
+        if result.warning:
             self.stderr.write(self.style.WARNING(result.message))
         elif not result.restored:
             if options["verbosity"] >= 1:
@@ -99,3 +136,64 @@ class Command(BaseCommand):
                     f"{result.rows:,} rows in {result.seconds:.1f} s{safety}."
                 )
             )
+        if options["media"] and result.restored:
+            self.restore_media(options, result.name, restored_database=True)
+
+    def restore_media(
+        self, options: dict[str, Any], name: str | None, *, restored_database: bool = False
+    ) -> MediaRestoreResult:
+        verbose = options["verbosity"] >= 2 and options["format"] == "text"
+        try:
+            media = restore_media(
+                options["database"],
+                None if options["latest"] and not restored_database else name,
+                latest=options["latest"] and not restored_database,
+                include_empty=options["include_empty"],
+                dry_run=options["dry_run"],
+                on_problem=(lambda text: self.stderr.write(f"  {text}")) if verbose else None,
+            )
+        except OpsError as error:
+            if restored_database:
+                # The database is restored; the media step can be run again on its own.
+                raise as_command_error(
+                    OpsError(
+                        f"The database was restored, but the media step failed: {error} "
+                        f"Run `restore {name} --media-only` to retry it."
+                    )
+                ) from None
+            raise as_command_error(error) from None
+        if options["format"] == "json":
+            if not restored_database:  # else the caller prints it with the restore's result
+                self.stdout.write(json.dumps({"media": media.as_dict()}, indent=2))
+        elif options["verbosity"] >= 1:
+            self.stdout.write(media_summary(media))
+        if media.unavailable or media.failed:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Media: {media.unavailable + media.failed} files could not be restored"
+                    + ("" if verbose else " (-v 2 names them)")
+                    + "."
+                )
+            )
+        if media.failed and not restored_database:
+            raise CommandError(
+                "Some media uploads failed; run the command again to retry them.", returncode=1
+            )
+        return media
+
+
+def media_summary(media: MediaRestoreResult) -> str:
+    action = "would restore" if media.dry_run else "restored"
+    sources = f" ({media.from_backup} from the backup, {media.from_media_root} from MEDIA_ROOT)"
+    extra = [f"{media.unavailable} unavailable"]
+    if media.missing_at_backup:
+        extra.append(f"{media.missing_at_backup} already missing when the backup was taken")
+    if media.failed:
+        extra.append(f"{media.failed} failed")
+    if media.not_installed:
+        extra.append(f"{media.not_installed} of fields no longer installed")
+    calls = f"; {media.api_calls} Admin API calls" if media.api_calls else ""
+    return (
+        f"Media of {media.backup}: {media.files} files referenced: {media.restored} {action}{sources}, "
+        f"{media.already_present} already present, {', '.join(extra)}{calls}."
+    )
