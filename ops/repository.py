@@ -45,6 +45,10 @@ MANIFEST = "manifest.json"
 WRAPPED_IDENTITY = "identity.age"
 # Without a store limit, parts of this size keep memory flat and files easy to copy.
 DEFAULT_PART_SIZE = 32 * 1024 * 1024
+# Key prefixes that hold no backup: normalize_media_urls keeps its undo logs under undo/ beside the
+# backups (ops/undo_logs.py). They never list, prune or restore as backups; no backup takes the name.
+UNDO_PREFIX = "undo"
+RESERVED_NAMES = frozenset({UNDO_PREFIX})
 
 
 class BackupNotFound(OpsError):
@@ -180,6 +184,10 @@ class BackupRepository:
         ``prune``); either way nothing lists as a backup unless it completed.
         """
         check_key(name)
+        if name.partition("/")[0] in RESERVED_NAMES:
+            raise OpsConfigurationError(
+                f"{name!r} is reserved for other objects of the repository: name the backup otherwise."
+            )
         writer = _PartWriter(self.store, name, self.part_size())
         backup = BackupUnderConstruction(writer)
         try:
@@ -207,7 +215,7 @@ class BackupRepository:
         groups: dict[str, list[StoredObject]] = {}
         for obj in self.store.list():
             name, _, rest = obj.key.partition("/")
-            if rest:
+            if rest and name not in RESERVED_NAMES:
                 groups.setdefault(name, []).append(obj)
         return groups
 
