@@ -10,8 +10,10 @@ helper uses too) and, with ``apply``, writes the canonical values back:
   ...)`` per column that only touches rows still holding the value that was read, so a concurrent
   edit is never lost (it is counted and reported instead);
 - every write is recorded in an undo log (JSON lines of model, pk, field, old, new: media names
-  only, no personal data) before its transaction commits; ``undo_media_repair`` puts old values
-  back where the current value is still the one written.
+  only, no personal data) before its transaction commits; at the end of the run the log is stored
+  in the backup repository (``ops.undo_logs``: compressed, encrypted like the backups), the local
+  file staying only if that fails; ``undo_media_repair`` puts old values back where the current
+  value is still the one written.
 
 With ``check_remote`` the proposed and the existing names are looked up in the media storage first
 (``ops.media_remote``: a few bulk Admin API calls), and nothing is rewritten into a name the
@@ -32,13 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import zstandard
 from django.apps import apps
 from django.conf import settings
 from django.core.files import File
 from django.db import connections, models, transaction
 
 from ops.conf import ops_setting
-from ops.errors import OpsConfigurationError, OpsError
+from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media_refs import (
     MediaCategory,
     MediaContext,
@@ -49,6 +52,8 @@ from ops.media_refs import (
     remote_keys,
 )
 from ops.media_remote import RemoteExistence, RemoteKey
+from ops.repository import configured_repository
+from ops.undo_logs import store_undo_log, undo_log_lines
 
 CANONICAL, FIXABLE, BROKEN, EXTERNAL, UNKNOWN, EMPTY = (
     "canonical",
@@ -103,7 +108,11 @@ class RepairResult:
     changed_concurrently: int = 0
     uploads: int = 0
     api_calls: int = 0
+    # What --undo takes: the repository key of the stored log, else the local file's path.
     undo_log: str | None = None
+    # The repository's description, or None while the log is only a local file.
+    undo_log_stored_in: str | None = None
+    warnings: list[str] = field(default_factory=list)
     report_file: str | None = None
     seconds: float = 0.0
 
@@ -122,6 +131,8 @@ class RepairOptions:
     report_path: Path | None = None
     resume_from: Path | None = None
     undo_dir: Path | None = None
+    # False: keep the undo log only as the local file (no repository).
+    store_undo_log: bool = True
     page_size: int | None = None
     batch_size: int | None = None
     examples: int = 3
@@ -439,8 +450,31 @@ def repair_media(
             undo.close()
         if report is not None:
             report.close()
+    if undo is not None and options.store_undo_log:
+        _store_undo_log(undo.path, database, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _store_undo_log(path: Path, database: str, result: RepairResult) -> None:
+    """The finished log into the backup repository; on failure the local file stays, with a warning.
+
+    Only a run that finished is stored: one that failed keeps its write-ahead log where it is.
+    """
+    where = "the backup repository"
+    try:
+        repository = configured_repository(database)
+        where = repository.description
+        stored = store_undo_log(path, repository)
+    except Exception as error:
+        detail = redact(str(error)) if isinstance(error, OpsError | OSError) else type(error).__name__
+        result.warnings.append(
+            f"The undo log could not be stored in the {where} ({detail}). It is kept at {path}: "
+            "copy it somewhere safe before this instance's disk goes (a deploy replaces it)."
+        )
+        return
+    result.undo_log, result.undo_log_stored_in = stored.key, stored.location
+    path.unlink()
 
 
 def _open_undo(options: RepairOptions, result: RepairResult) -> UndoLog:
@@ -561,31 +595,35 @@ class UndoResult:
         return asdict(self)
 
 
-def _read_undo_log(path: Path) -> Iterator[dict[str, Any]]:
+def _read_undo_log(name: str, database: str) -> Iterator[dict[str, Any]]:
     try:
-        handle = path.open(encoding="utf-8")
+        lines = undo_log_lines(name, database)
+        header = json.loads(next(lines, "") or "{}")
     except OSError as error:
         raise OpsConfigurationError(
-            f"Cannot open the undo log {path}: {error.strerror}. Check the path."
+            f"Cannot open the undo log {name}: {error.strerror}. Check the path."
         ) from None
-    with handle:
-        header = json.loads(handle.readline() or "{}")
-        if header.get("kind") != UNDO_LOG_KIND:
-            raise OpsConfigurationError(f"{path} is not an undo log of normalize_media_urls. Check the path.")
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    except (ValueError, zstandard.ZstdError):
+        header = {}
+    if header.get("kind") != UNDO_LOG_KIND:
+        raise OpsConfigurationError(f"{name} is not an undo log of normalize_media_urls. Check the name.")
+    for line in lines:
+        if line.strip():
+            yield json.loads(line)
 
 
 def undo_media_repair(
-    log_path: Path,
+    log: Path | str,
     database: str = "default",
     *,
     apply: bool = False,
     batch_size: int | None = None,
     confirm: Callable[[str], bool] | None = None,
 ) -> UndoResult:
-    """Put back the old values of an undo log where the current value is still the one written."""
+    """Put back the old values of an undo log where the current value is still the one written.
+
+    ``log``: the local file's path, or the key the log was stored under in the backup repository.
+    """
     started = time.monotonic()
     result = UndoResult(database, apply)
     size = int(batch_size or ops_setting("MEDIA_REPAIR_BATCH_SIZE"))
@@ -607,7 +645,7 @@ def undo_media_repair(
                 result.skipped += len(changes) - len(restored)
 
     installed: set[tuple[str, str]] = set()
-    for entry in _read_undo_log(log_path):
+    for entry in _read_undo_log(str(log), database):
         result.entries += 1
         try:
             if (entry["model"], entry["field"]) not in installed:

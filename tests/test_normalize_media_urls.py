@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -15,26 +18,56 @@ import cloudinary.api
 import cloudinary.uploader
 import psycopg2
 import pytest
+import zstandard
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
+from pyrage import x25519
 
 from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.storage import document_storage
-from ops.media_repair import RepairOptions, ReportRow, repair_media
+from ops.encryption import AGE_MAGIC
+from ops.errors import OpsConfigurationError, OpsError
+from ops.media_repair import RepairOptions, ReportRow, UndoLog, repair_media
+from ops.object_stores import LocalFolderStore
+from ops.repository import BackupRepository, configured_repository
+from ops.undo_logs import store_undo_log, undo_log_lines
 from tests.mediaapp.models import Poster
 
 pytestmark = pytest.mark.django_db
 
 
+ENCRYPTION_VARIABLES = (
+    "BACKUP_AGE_RECIPIENTS",
+    "BACKUP_AGE_RECIPIENTS_FILE",
+    "BACKUP_AGE_PASSPHRASE",
+    "BACKUP_AGE_IDENTITY",
+    "BACKUP_AGE_IDENTITY_FILE",
+)
+
+
 @pytest.fixture(autouse=True)
-def undo_dir(settings: Any, tmp_path: Path) -> Path:
-    settings.OPS = {**settings.OPS, "MEDIA_UNDO_DIR": str(tmp_path / "undo")}
+def undo_dir(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The local write-ahead logs' folder; the backup repository is a local folder beside it."""
+    settings.OPS = {
+        **settings.OPS,
+        "MEDIA_UNDO_DIR": str(tmp_path / "undo"),
+        "BACKUP_REPOSITORY": "local",
+        "BACKUP_DIR": str(tmp_path / "backups"),
+    }
+    for variable in ENCRYPTION_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     return tmp_path / "undo"
+
+
+def stored_undo_key(output: str) -> str:
+    match = re.search(r"Undo log: (undo/\S+) in the ", output)
+    assert match is not None, output
+    return match.group(1)
 
 
 def program(slug: str, image: str) -> Program:
@@ -87,15 +120,19 @@ def test_normalize__apply_fixes_second_run_finds_nothing_and_undo_restores(
 ) -> None:
     output = run("--apply", "--no-input", "--app", "api", "--app", "mediaapp")
 
-    assert "Fixed 3. Undo log: " in output
+    assert "Fixed 3. Undo log: undo/normalize_media_urls-default-" in output
     assert images()["glued"] == "programs/b.jpg"
     assert images()["doubled"] == "media/programs/c.jpg"
     assert images()["external"] == "https://images.example.org/x.jpg"
     assert Poster.objects.get().picture.name == "posters/p.jpg"
     assert "0 would fix" in run("--app", "api", "--app", "mediaapp")
 
-    (log,) = undo_dir.iterdir()
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    # Stored in the backup repository; the local write-ahead log is gone once it is.
+    log = stored_undo_key(output)
+    assert log.endswith(".jsonl.zst")
+    assert f" in the local folder {undo_dir.parent / 'backups'}." in output
+    assert list(undo_dir.iterdir()) == []
+    lines = [json.loads(line) for line in undo_log_lines(log)]
     assert lines[0]["kind"] == "normalize_media_urls undo log"
     assert {(e["model"], e["field"], e["old"], e["new"]) for e in lines[1:]} >= {
         ("api.Program", "image", "/media/programs/b.jpg", "programs/b.jpg")
@@ -103,9 +140,9 @@ def test_normalize__apply_fixes_second_run_finds_nothing_and_undo_restores(
     # Someone edits one repaired row after the repair: the undo leaves that edit alone.
     Program.objects.filter(slug="doubled").update(image="programs/new.jpg")
 
-    assert "Would restore 2 of 3 values" in run("--undo", str(log))
+    assert "Would restore 2 of 3 values" in run("--undo", log)
     assert "Restored 2 of 3 values in default; 1 changed since the repair" in run(
-        "--undo", str(log), "--apply", "--no-input"
+        "--undo", log, "--apply", "--no-input"
     )
     assert images()["glued"] == "/media/programs/b.jpg"
     assert images()["doubled"] == "programs/new.jpg"
@@ -182,8 +219,132 @@ def test_normalize__concurrent_edit_during_apply_is_kept_and_reported() -> None:
 
     assert (result.fixed, result.changed_concurrently) == (1, 1)
     assert images() == {"first": "programs/edited.jpg", "second": "programs/2.jpg"}
-    log = Path(str(result.undo_log)).read_text().splitlines()
+    log = list(undo_log_lines(str(result.undo_log)))
     assert len(log) == 2  # the header and the one write that happened
+
+
+# --- the undo log in the backup repository ---------------------------------------------------------
+
+
+def test_undo_log__in_the_repository_never_lists_or_prunes_as_a_backup(disk_rows: None) -> None:
+    run("--apply", "--no-input", "--model", "api.Program")
+    repository = configured_repository()
+
+    assert [obj.key.split("/")[0] for obj in repository.store.list()] == ["undo"]
+    # Prune works from this listing: what it does not show, it never deletes.
+    assert repository.backups(include_incomplete=True) == []
+    with pytest.raises(OpsConfigurationError, match="'undo' is reserved"), repository.create("undo"):
+        pass
+
+
+def test_undo_log__encrypted_to_the_backup_recipients_and_opened_with_the_identity(
+    disk_rows: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = x25519.Identity.generate()
+    monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", str(identity.to_public()))
+
+    log = stored_undo_key(run("--apply", "--no-input", "--model", "api.Program"))
+
+    assert log.endswith(".jsonl.zst.age")
+    stored = configured_repository().store.get(log)
+    assert stored.startswith(AGE_MAGIC)
+    assert b"programs/b.jpg" not in stored
+    # The server holds only the public key: an undo there is told where to put the identity.
+    with pytest.raises(
+        CommandError, match=r"no age identity is configured\. Set the secret key in BACKUP_AGE_IDENTITY"
+    ):
+        run("--undo", log)
+    monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(identity))
+    assert "Would restore 2 of 2 values" in run("--undo", log)
+    # A copy downloaded by hand is a local file like any other.
+    downloaded = tmp_path / "downloaded.jsonl.zst.age"
+    downloaded.write_bytes(stored)
+    assert "Restored 2 of 2 values" in run("--undo", str(downloaded), "--apply", "--no-input")
+    assert images()["glued"] == "/media/programs/b.jpg"
+
+
+@pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed")
+def test_undo_log__the_age_cli_and_zstd_open_a_stored_log(
+    disk_rows: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(f"{identity}\n")
+    monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", str(identity.to_public()))
+    log = stored_undo_key(run("--apply", "--no-input", "--model", "api.Program"))
+
+    decrypted = subprocess.run(
+        ["age", "-d", "-i", str(key_file)],
+        input=configured_repository().store.get(log),
+        capture_output=True,
+        check=True,
+    ).stdout
+
+    text = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(decrypted)).read().decode()
+    assert json.loads(text.splitlines()[0])["kind"] == "normalize_media_urls undo log"
+
+
+def test_undo_log__passphrase_mode(disk_rows: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "correct horse battery staple")
+    log = stored_undo_key(run("--apply", "--no-input", "--model", "api.Program"))
+    assert log.endswith(".age")
+
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "wrong")
+    with pytest.raises(CommandError, match="The passphrase does not open the undo log"):
+        run("--undo", log)
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "correct horse battery staple")
+    assert "Restored 2 of 2 values" in run("--undo", log, "--apply", "--no-input")
+
+
+def test_undo_log__store_failure_keeps_the_local_file_and_warns(
+    disk_rows: None, undo_dir: Path, settings: Any, tmp_path: Path
+) -> None:
+    # The repository's folder cannot be created: a file stands where its parent should be.
+    (tmp_path / "not-a-folder").write_text("")
+    settings.OPS = {**settings.OPS, "BACKUP_DIR": str(tmp_path / "not-a-folder" / "backups")}
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command(
+        "normalize_media_urls", "--apply", "--no-input", "--model", "api.Program", stdout=out, stderr=err
+    )
+
+    (local,) = undo_dir.iterdir()
+    assert f"Fixed 2. Undo log: {local}." in out.getvalue()
+    assert "The undo log could not be stored in the local folder" in err.getvalue()
+    assert f"It is kept at {local}: copy it somewhere safe" in err.getvalue()
+    assert "Restored 2 of 2 values" in run("--undo", str(local), "--apply", "--no-input")
+
+
+def test_undo_log__larger_than_the_store_limit_goes_in_verified_parts(tmp_path: Path) -> None:
+    log = UndoLog(tmp_path / "normalize_media_urls-default-big.jsonl", "default")
+    for number in range(300):
+        log.record(
+            "api.Program", "image", number, f"/media/p/{number * 7919 % 1000003}.jpg", f"p/{number}.jpg"
+        )
+    log.close()
+    repository = BackupRepository(LocalFolderStore(tmp_path / "repo"), part_size=512)
+
+    stored = store_undo_log(log.path, repository)
+
+    assert stored.parts > 1
+    keys = sorted(obj.key for obj in repository.store.list())
+    assert keys[-1] == f"{stored.key}.parts"
+    assert list(undo_log_lines(stored.key, repository=repository)) == log.path.read_text().splitlines(True)
+    # A damaged part is refused, not half-applied.
+    repository.store.put(f"{stored.key}.part-00001", b"x" * 512)
+    with pytest.raises(OpsError, match="is damaged"):
+        list(undo_log_lines(stored.key, repository=repository))
+
+
+def test_undo_log__unknown_name_is_a_clear_error() -> None:
+    with pytest.raises(
+        CommandError, match=r"No undo log 'normalize_media_urls-x\.jsonl': it is neither a file"
+    ):
+        run("--undo", "normalize_media_urls-x.jsonl")
+    with pytest.raises(
+        CommandError, match=r"Cannot open the undo log /nowhere/x\.jsonl: there is no such file"
+    ):
+        run("--undo", "/nowhere/x.jsonl")
 
 
 # --- Cloudinary (emulator) ----------------------------------------------------------------------------
@@ -314,3 +475,25 @@ def test_normalize_on_cloudinary__http_420_stops_before_anything_is_written(
 
     assert "re-run with --resume-from " in str(raised.value)
     assert images() == {"glued": "/media/programs/x"}
+
+
+@pytest.mark.slow
+def test_undo_log_on_cloudinary__stored_private_and_encrypted_then_undone(
+    disk_rows: None, cloudinary_emulator: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.OPS = {**settings.OPS, "BACKUP_REPOSITORY": "cloudinary", "BACKUP_NAMESPACE": "kidoo"}
+    identity = x25519.Identity.generate()
+    monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", str(identity.to_public()))
+
+    output = run("--apply", "--no-input", "--model", "api.Program")
+
+    log = stored_undo_key(output)
+    assert "in the Cloudinary folder 'ops-backups/kidoo'" in output
+    (resource,) = cloudinary_emulator.resources(prefix="ops-backups/")
+    assert (resource.resource_type, resource.delivery_type) == ("raw", "private")
+    assert resource.public_id == f"ops-backups/kidoo/{log}"
+    assert configured_repository().backups(include_incomplete=True) == []
+
+    monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(identity))
+    assert "Restored 2 of 2 values" in run("--undo", log, "--apply", "--no-input")
+    assert images()["glued"] == "/media/programs/b.jpg"

@@ -56,7 +56,10 @@ class Command(BaseCommand):
             "--report", type=Path, help="Write every value to FILE (CSV, or JSON lines for .jsonl)."
         )
         parser.add_argument(
-            "--undo", type=Path, metavar="LOG", help="Put back the old values of an undo log."
+            "--undo",
+            metavar="LOG",
+            help="Put back the old values of an undo log: its key in the backup repository "
+            "(undo/...) or a local file.",
         )
         parser.add_argument(
             "--noinput",
@@ -110,6 +113,8 @@ class Command(BaseCommand):
             )
         except OpsError as error:
             raise as_command_error(error) from None
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(warning))
         if options["format"] == "json":
             self.stdout.write(json.dumps(result.as_dict(), indent=2, default=str))
             return
@@ -136,7 +141,10 @@ class Command(BaseCommand):
                 )
             if result.uploads:
                 line += f"; {result.uploads:,} uploaded from MEDIA_ROOT"
-            line += f". Undo log: {result.undo_log}." if result.undo_log else "."
+            if result.undo_log_stored_in:
+                line += f". Undo log: {result.undo_log} in the {result.undo_log_stored_in}."
+            else:
+                line += f". Undo log: {result.undo_log}." if result.undo_log else "."
             self.stdout.write(self.style.SUCCESS(line))
         elif counts["fixable"]:
             self.stdout.write("Nothing was written. Run with --apply to repair.")
