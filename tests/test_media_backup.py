@@ -398,3 +398,20 @@ def test_backup__admin_api_allowance_spent_records_media_unchecked(
     assert "; media: 3 files referenced (0 B; 3 unchecked)." in out
     assert "Media: Cloudinary's Admin API allowance ran out after 0 calls" in err
     assert cloudinary_emulator.calls["admin"] == 2  # the site's call and the one refused with 420
+
+
+def test_restore__database_restored_even_when_the_media_step_cannot_reach_cloudinary(
+    scratch: ScratchDatabases, cloudinary_settings: Any, cloudinary_emulator: CloudinaryEmulator
+) -> None:
+    source, target = scratch.postgres(), scratch.postgres()
+    image = default_storage.save("programs/f.jpg", ContentFile(demo_image("f"), name="f.jpg"))
+    program("f", image, alias=source)
+    result = run_backup(source, with_media=True)
+    cloudinary_emulator.inject_fault("http_503", endpoints=["admin"], times=1000)
+
+    out, err = command("restore", result.name, "--database", target, "--no-input", "--media")
+
+    assert f"Restored {result.name} into " in out
+    assert "The database was restored, but the media step failed" in err
+    assert f"Run `restore {result.name} --media-only` to retry it." in err
+    assert Program.objects.using(target).get().image.name == image
