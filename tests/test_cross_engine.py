@@ -235,6 +235,15 @@ def test_cross_engine__restore_command_pulls_a_postgresql_backup_into_sqlite(
     call_command("restore", str(archive), database=target, interactive=False, stdout=out)
 
     assert list(fm.Tag.objects.using(target).values_list("name", flat=True)) == ["from production é"]
+    assert "Restored" in out.getvalue()
+
+
+def test_cross_engine__restore_help_says_a_backup_restores_into_the_other_engine() -> None:
+    from ops.management.commands.restore import Command
+
+    text = " ".join(Command().create_parser("manage.py", "restore").format_help().split())
+
+    assert "a PostgreSQL backup restores into SQLite (pull production into local development)" in text
 
 
 class OneDatabase:

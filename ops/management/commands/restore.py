@@ -31,7 +31,9 @@ class Command(BaseCommand):
             "--database",
             default=DEFAULT_DB_ALIAS,
             choices=tuple(connections),
-            help='The database to restore into. Defaults to the "default" database.',
+            help='The database to restore into. Defaults to the "default" database. Either engine, '
+            "whatever the backup's: a PostgreSQL backup restores into SQLite (pull production into "
+            "local development) and a SQLite one into PostgreSQL.",
         )
         parser.add_argument(
             "--noinput",
