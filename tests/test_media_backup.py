@@ -202,6 +202,26 @@ def test_restore_media__dry_run_uploads_nothing_and_json_for_scripts() -> None:
     assert raised.value.returncode == 2
 
 
+@pytest.mark.django_db
+def test_backup_verify__checks_the_media_stream_too(backup_dir: Path) -> None:
+    photo = default_storage.save("programs/v.jpg", ContentFile(b"v" * 100))
+    program("v", photo)
+    name, _ = backup("--with-media")
+
+    out, _ = command("backup", "--verify", name)
+    assert "every checksum matches; media: 1 files listed, 1 stored." in out
+
+    (part,) = sorted((backup_dir / name).glob("media-part-*"))
+    data = bytearray(part.read_bytes())
+    data[-40] ^= 1
+    part.write_bytes(bytes(data))
+    with pytest.raises(
+        CommandError, match=r"Media part .*media-part-00000 of backup .* does not match"
+    ) as raised:
+        command("backup", "--verify", name)
+    assert raised.value.returncode == 1
+
+
 def test_media_manifest__sqlite_database(scratch: ScratchDatabases) -> None:
     alias = scratch.sqlite()
     photo = default_storage.save("programs/e.jpg", ContentFile(b"eee"))

@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from ops.backup import BackupResult, run_backup
 from ops.backup_list import backup_record, backups_table, human_size, list_backups
 from ops.errors import OpsError, as_command_error
+from ops.media_backup import verify_media
 from ops.progress import ProgressPrinter
 from ops.prune import PruneResult, prune_repository
 from ops.repository import configured_repository
@@ -162,11 +163,16 @@ class Command(BaseCommand):
             latest=options["latest"],
             include_empty=options["include_empty"],
         )
+        # The media stream too (files listed and stored, every checksum); None: it records none.
+        media = verify_media(repository, repository.info(result.name))
         if options["format"] == "json":
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            media_dict = None if media is None else vars(media)
+            self.stdout.write(json.dumps({**result.as_dict(), "media": media_dict}, indent=2))
         elif options["verbosity"] >= 1:
             encrypted = "encrypted, " if result.encrypted else ""
             data = "" if result.holds_data else "; it holds no user data"
+            if media is not None:
+                data += f"; media: {media.files} files listed, {media.stored_files} stored"
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Backup {result.name} is intact: {result.parts} part(s), {human_size(result.size)}, "
