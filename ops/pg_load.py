@@ -105,6 +105,8 @@ _INDEXES = (
     "WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))"
 )
 _PRESENT = f"SELECT relname FROM pg_class c WHERE c.oid IN ({_TABLES})"  # noqa: S608
+# Plain tables: COPY FREEZE refuses partitioned ones.
+_PLAIN = f"SELECT relname FROM pg_class c WHERE c.oid IN ({_TABLES}) AND c.relkind = 'r'"  # noqa: S608
 
 
 def drop_indexes_and_constraints(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> DeferredDDL:
@@ -143,13 +145,22 @@ def copy_tables(
         if names:
             # Data migrations may have created rows; the archive's rows replace them.
             cursor.execute(f"TRUNCATE {', '.join(names)}")
+        # Truncated in this (sub)transaction, so the rows can be loaded frozen, as VACUUM FREEZE
+        # would leave them: the first reads after the restore need not set a hint bit on (and
+        # so rewrite) every page, nor an anti-wraparound vacuum rewrite the whole database later
+        # (bench, 2 M rows: first full scan 92 -> 56 ms, VACUUM 151 -> 34 ms; the restore itself
+        # takes as long). Other sessions see no more than TRUNCATE already shows them: nothing
+        # of these tables until COMMIT, behind its ACCESS EXCLUSIVE lock.
+        cursor.execute(_PLAIN, [[entry.name for entry in manifest.tables]])
+        plain = {str(row[0]) for row in cursor.fetchall()}
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
             columns = ", ".join(quote_ident(column.name) for column in entry.columns)
             stream = data if convert is None else convert(entry, data)
             # The raw psycopg2 cursor: its errors become Django's (DatabaseError) only through this.
             with connection.wrap_database_errors:
+                freeze = " WITH (FREEZE)" if entry.name in plain else ""
                 raw.copy_expert(
-                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN", stream, _COPY_BUFFER
+                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN{freeze}", stream, _COPY_BUFFER
                 )
             if raw.rowcount != entry.rows:
                 raise CorruptArchive(

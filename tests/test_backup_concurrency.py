@@ -191,7 +191,7 @@ def test_restore__sigkill_mid_load_leaves_the_database_unchanged(
             with watcher.cursor() as cursor:
                 cursor.execute(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = %s AND query LIKE 'COPY %%FROM STDIN'",
+                    "WHERE datname = %s AND query LIKE 'COPY %%FROM STDIN%%'",
                     [scratch.names[target]],
                 )
                 copying = cursor.fetchone()[0] > 0
