@@ -235,6 +235,19 @@ def test_media_manifest__sqlite_database(scratch: ScratchDatabases) -> None:
     assert (entry.model, entry.field, entry.name) == ("api.Program", "image", photo)
 
 
+@pytest.mark.django_db
+def test_media__passphrase_encrypted_backup_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "correct horse battery staple")
+    photo = default_storage.save("programs/p.jpg", ContentFile(b"passphrase"))
+    program("p", photo)
+    name, result = backup("--with-media")
+    assert result["media"]["encrypted"] is True
+    default_storage.delete(photo)
+
+    assert restore_media(name=name).restored == 1
+    assert default_storage.open(photo).read() == b"passphrase"
+
+
 def test_restore__database_and_media_together(scratch: ScratchDatabases) -> None:
     source, target = scratch.postgres(), scratch.postgres()
     photo = default_storage.save("programs/c.jpg", ContentFile(b"c"))
