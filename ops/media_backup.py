@@ -528,6 +528,9 @@ def store_media(
     for entry in entries:
         setattr(summary, entry.status, getattr(summary, entry.status) + 1)
         summary.bytes += entry.bytes or 0
+    if not entries:
+        # Nothing referenced: no stream at all, so a database without media costs no upload.
+        return summary
     writer = _MediaParts(repository.store, name, repository.part_size())
     if recipients:
         with encrypting(cast(IO[bytes], writer), recipients) as encrypted:
@@ -658,7 +661,7 @@ class MediaManifest:
 
 def _media_summary(backup: BackupInfo) -> dict[str, Any]:
     media = backup.summary.get("media")
-    if not isinstance(media, dict) or not media.get("parts"):
+    if not isinstance(media, dict) or not (media.get("parts") or media.get("files") == 0):
         raise OpsConfigurationError(
             f"Backup {backup.name} has no media manifest (taken by an older version, or written to a "
             "file). Take a new backup: every backup to the repository records one."
@@ -672,6 +675,12 @@ def _opened_stream(
 ) -> Iterator[tuple[_FrameReader, MediaManifest]]:
     media = _media_summary(backup)
     what = f"The media stream of backup {backup.name}"
+    if not media.get("parts"):  # the database referenced no media file: no stream was written
+        yield (
+            _FrameReader(_PartsReader(repository, backup.name, []), what),
+            MediaManifest(backup.name, str(backup.created_at.isoformat()), bool(media.get("with_files")), []),
+        )
+        return
     with contextlib.ExitStack() as stack:
         source: ByteReader = _PartsReader(repository, backup.name, media["parts"])
         if media.get("encrypted"):
@@ -747,8 +756,11 @@ class MediaVerifyResult:
 
 def verify_media(repository: BackupRepository, backup: BackupInfo) -> MediaVerifyResult | None:
     """Read a backup's whole media stream and check every checksum (None: it records no media)."""
-    if not isinstance(backup.summary.get("media"), dict):
+    described = backup.summary.get("media")
+    if not isinstance(described, dict):
         return None
+    if not described.get("parts") and described.get("files") == 0:
+        return MediaVerifyResult(0, 0, 0)  # nothing referenced, no stream written
     what = f"The media stream of backup {backup.name}"
     stored = size = 0
     with _opened_stream(repository, backup) as (frames, manifest):
@@ -756,7 +768,6 @@ def verify_media(repository: BackupRepository, backup: BackupInfo) -> MediaVerif
         for _, _, file_size in _stored_files(frames, everything, what, spool_data=False):
             stored += 1
             size += file_size
-    described = backup.summary["media"]
     if (described.get("files"), described.get("stored_files")) != (len(manifest.files), stored):
         raise CorruptBackup(
             f"Backup {backup.name}: its repository manifest does not describe its media stream. "

@@ -448,3 +448,17 @@ def test_restore__database_restored_even_when_the_media_step_cannot_reach_cloudi
     assert "The database was restored, but the media step failed" in err
     assert f"Run `restore {result.name} --media-only` to retry it." in err
     assert Program.objects.using(target).get().image.name == image
+
+
+@pytest.mark.django_db
+def test_media__a_database_without_media_writes_no_media_stream(backup_dir: Path) -> None:
+    program("no-picture", "")
+
+    name, result = backup()
+
+    assert (result["media"]["files"], result["media"]["parts"]) == (0, [])
+    assert not list((backup_dir / name).glob("media-part-*"))
+    assert read_media_manifest(configured_repository(), name).files == []
+    assert restore_media(name=name).files == 0
+    out, _ = command("backup", "--verify", name)
+    assert "; media: 0 files listed, 0 stored." in out
