@@ -43,8 +43,11 @@ REPOSITORY_FORMAT = "kidoo-ops-backup"
 REPOSITORY_VERSION = 1
 MANIFEST = "manifest.json"
 WRAPPED_IDENTITY = "identity.age"
-# Without a store limit, parts of this size keep memory flat and files easy to copy.
-DEFAULT_PART_SIZE = 32 * 1024 * 1024
+# Without a store limit, parts of this size keep memory flat and files easy to copy. A part is held
+# twice while it is stored (the buffer and its bytes), and once more when read back: 32 MB parts
+# took a repository backup's peak RSS to 132 MB (bench/bench_backup_restore.py at 2x); 8 MB parts
+# keep it within Render's budget.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
 # Key prefixes that hold no backup: normalize_media_urls keeps its undo logs under undo/ beside the
 # backups (ops/undo_logs.py). They never list, prune or restore as backups; no backup takes the name.
 UNDO_PREFIX = "undo"
