@@ -164,6 +164,7 @@ class Command(BaseCommand):
             include_empty=options["include_empty"],
         )
         # The media stream too (files listed and stored, every checksum); None: it records none.
+        # ops/verify.py does not know of it, hence one more (small) manifest download.
         media = verify_media(repository, repository.info(result.name))
         if options["format"] == "json":
             media_dict = None if media is None else vars(media)
