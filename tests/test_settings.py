@@ -1,7 +1,9 @@
 """The settings module: production safety and the embedded default, in fresh processes."""
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,21 @@ def test_check_deploy__warns_when_production_backups_stay_on_the_instance() -> N
     env = _clean_env(**{k: v for k, v in PRODUCTION_ENV.items() if k != "CLOUDINARY_URL"})
     result = _manage("check", "--deploy", env=env)
     assert "ops.W001" in result.stderr + result.stdout
+
+
+def test_check_deploy__accepts_the_256_bit_key_render_generates() -> None:
+    # render.yaml's `generateValue: true`: base64 of 256 random bits, 44 characters.
+    render_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    env = _clean_env(**{**PRODUCTION_ENV, "SECRET_KEY": render_key})
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy__still_flags_a_weak_key() -> None:
+    for weak in ("ab" * 22, "short-key", "django-insecure-" + secrets.token_urlsafe(32)):
+        env = _clean_env(**{**PRODUCTION_ENV, "SECRET_KEY": weak})
+        result = _manage("check", "--deploy", env=env)
+        assert "security.W009" in result.stdout + result.stderr, weak[:4]
 
 
 def test_production__missing_secret_key_is_a_clear_startup_error() -> None:
