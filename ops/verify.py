@@ -16,7 +16,6 @@ from typing import Any
 
 from ops.archive import Manifest, Readable, verify_archive
 from ops.encryption import decrypting, decryption_identities, is_age_encrypted
-from ops.errors import OpsError
 from ops.repository import BackupInfo, BackupRepository, CorruptBackup
 
 
@@ -53,18 +52,8 @@ class _PartsReader:
     def __init__(self, parts: Iterator[bytes]) -> None:
         self._parts = parts
         self._buffer = memoryview(b"")
-        # A damaged part raises inside the decryption thread, which reports only its type: kept
-        # here so the verdict names the part.
-        self.error: OpsError | None = None
 
     def read(self, size: int = -1) -> bytes:
-        try:
-            return self._read(size)
-        except OpsError as error:
-            self.error = error
-            raise
-
-    def _read(self, size: int) -> bytes:
         if size < 0:
             rest = bytes(self._buffer) + b"".join(self._parts)
             self._buffer = memoryview(b"")
@@ -120,13 +109,9 @@ def verify_backup(
     if identities is None:
         manifest = verify_archive(source, what=what)
     else:
-        try:
-            with decrypting(source, identities) as plaintext:
-                manifest = verify_archive(plaintext, what=what)
-        except OpsError:
-            if stream.error is not None:
-                raise stream.error from None
-            raise
+        # A damaged part raises CorruptBackup through the decryption (ops/encryption.py).
+        with decrypting(source, identities) as plaintext:
+            manifest = verify_archive(plaintext, what=what)
     _check_summary(backup, manifest)
     return VerifyResult(
         name=backup.name,
