@@ -259,7 +259,9 @@ def _parse_url(url: str, context: MediaContext) -> MediaValue:
             reason=f"this account's {resource_type}/{delivery_type} URL: the field's storage serves "
             f"{context.resource_type}/{context.delivery_type}",
         )
-    name = _collapse_prefix(public_id, context.name_prefix)
+    # A delivery URL names its resource exactly: "media/media/x" there is a real public_id (the
+    # storage uploads under the prefix it is given), so no doubled prefix is collapsed here.
+    name = public_id
     if context.name_prefix and not name.startswith(context.name_prefix):
         return MediaValue(
             MediaCategory.EXTERNAL,

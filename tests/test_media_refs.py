@@ -365,8 +365,10 @@ def test_sdk_urls_parse_back_into_the_cloudinary_fields_value(
     folders: list[str], stem: str, version: int
 ) -> None:
     public_id = "/".join([*folders, stem])
-    # The SDK returns a source starting with "http:" unchanged, as a URL of its own.
-    assume(not public_id.startswith(("http:", "https:")))
+    # The SDK returns a source starting with "http:" unchanged, as a URL of its own; and a
+    # public_id starting with "HTTP:/" in any case reads as a URL nested in a URL (the incident's
+    # shape), which the parser reports instead of guessing: such ids are out of scope.
+    assume(not public_id.lower().startswith(("http:", "https:")))
     url = sdk_url(public_id, format="jpg", version=version, secure=True)
 
     stored = parse_media_value(url, FIELD).canonical_name
