@@ -124,11 +124,15 @@ def prune_repository(
     now = now or dt.datetime.now(dt.UTC)
     listed = repository.backups(include_incomplete=True)
     foreign = [b for b in listed if not b.complete and not _BACKUP_NAME.fullmatch(b.name)]
-    foreign_names = {b.name for b in foreign}
+    # A manifest this code cannot read (a rollback to older code, a damaged file) is left for a
+    # person to look at: deleting it as "abandoned" could take every newer backup with data.
+    unreadable = [b for b in listed if b.unreadable is not None and b not in foreign]
+    foreign_names = {b.name for b in foreign} | {b.name for b in unreadable}
     plan = plan_retention([b for b in listed if b.name not in foreign_names], policy, now=now)
     decided = {b.name: _entry(b, "keep", plan.reasons[b.name]) for b in plan.keep}
     decided.update({b.name: _entry(b, "delete", plan.reasons[b.name]) for b in plan.delete})
     decided.update({b.name: _entry(b, "keep", "not a backup name: left alone") for b in foreign})
+    decided.update({b.name: _entry(b, "keep", "unreadable manifest: left alone") for b in unreadable})
     if not dry_run:
         # Oldest first: an interrupted prune has removed what mattered least.
         for backup in reversed(plan.delete):

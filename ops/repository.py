@@ -23,7 +23,7 @@ import json
 import secrets
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,6 +81,9 @@ class BackupInfo:
     encryption: str | None = None
     # What the archive says of itself: vendor, tables, rows, holds_data, ... (no personal data).
     summary: dict[str, Any] = field(default_factory=dict)
+    # Set when a manifest exists but cannot be read (damaged, or written by another format version):
+    # such a backup is not "never completed", and no prune may take it for abandoned parts.
+    unreadable: str | None = None
 
     @property
     def holds_data(self) -> bool:
@@ -230,9 +233,9 @@ class BackupRepository:
             if f"{name}/{MANIFEST}" in keys:
                 try:
                     backups.append(self.info(name))
-                except CorruptBackup:
+                except CorruptBackup as error:
                     if include_incomplete:
-                        backups.append(self._incomplete(name, objects))
+                        backups.append(replace(self._incomplete(name, objects), unreadable=str(error)))
             elif include_incomplete:
                 backups.append(self._incomplete(name, objects))
         return sorted(backups, key=lambda backup: backup.created_at, reverse=True)

@@ -199,3 +199,26 @@ def test_prune__options_that_do_not_go_together_are_misuse(scratch: ScratchDatab
         with pytest.raises(CommandError) as raised:
             call_command("backup", *args, database=alias, stdout=io.StringIO())
         assert raised.value.returncode == 2
+
+
+def test_prune__leaves_a_backup_whose_manifest_it_cannot_read(tmp_path: Path) -> None:
+    # A rollback to older code (or a damaged manifest.json) must not turn every newer backup into
+    # "abandoned parts": the daily prune would delete them all, the newest with data included.
+    repository = BackupRepository(LocalFolderStore(tmp_path))
+    names = []
+    for day in (30, 20, 10):
+        name = new_backup_name("daily", dt.datetime.now(dt.UTC) - dt.timedelta(days=day))
+        with repository.create(name) as backup:
+            backup.write(b"archive")
+            backup.summary.update(holds_data=True)
+        names.append(name)
+    newer_format = tmp_path / names[-1] / "manifest.json"
+    manifest = json.loads(newer_format.read_text())
+    newer_format.write_text(json.dumps({**manifest, "version": manifest["version"] + 1}))
+
+    result = prune_repository(repository, RetentionPolicy(1, 0, 0, 0))
+
+    [entry] = [entry for entry in result.entries if entry.name == names[-1]]
+    assert (entry.action, entry.reason, entry.deleted) == ("keep", "unreadable manifest: left alone", False)
+    assert newer_format.is_file()
+    assert [backup.name for backup in repository.backups()] == [names[1]]
