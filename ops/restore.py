@@ -229,6 +229,17 @@ def _restore_postgres(
     return True, safety, rows
 
 
+def _holds_user_data_or_explain(database: str) -> bool:
+    """``holds_user_data`` for the start command's first question: an unreachable database is an
+    OpsError naming it (a clean exit 1 in the deploy log), not a traceback."""
+    try:
+        return holds_user_data(database)
+    except DatabaseError as error:
+        raise OpsError(
+            f"Cannot read database {_describe(connections[database])}: {redact(str(error).strip())}"
+        ) from None
+
+
 def run_restore(
     database: str = "default",
     source: str | None = None,
@@ -251,7 +262,7 @@ def run_restore(
     if connection.in_atomic_block:
         raise OpsConfigurationError("A restore cannot run inside a transaction: it manages its own.")
     repository = None
-    if if_empty and holds_user_data(database):
+    if if_empty and _holds_user_data_or_explain(database):
         # Render's start command runs this on every start: a database with data costs one query,
         # not a download of the newest backup. (Checked again under the lock before any write.)
         label = _describe(connection)

@@ -174,3 +174,22 @@ def test_expiry_story__the_recreated_empty_database_gets_its_data_back(
     out, _ = run("restore", database=alias, latest=True, if_empty=True, interactive=False)
     assert out.strip() == f"Database {name} already holds data: nothing restored."
     assert cloudinary_emulator.calls == calls
+
+
+@pytest.mark.usefixtures("backup_dir")
+def test_restore__if_empty_on_an_unreachable_database_is_a_clean_error(scratch: ScratchDatabases) -> None:
+    alias = scratch.postgres()
+    connection = connections[alias]
+    connection.close()
+    real_name = connection.settings_dict["NAME"]
+    connection.settings_dict["NAME"] = "ops_no_such_database"
+    try:
+        error = failing("restore", database=alias, latest=True, if_empty=True, interactive=False)
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = real_name
+
+    # The start command's deploy log shows what is wrong, not a traceback.
+    assert error.returncode == 1
+    assert str(error).startswith("Cannot read database ops_no_such_database:")
+    assert "does not exist" in str(error)
