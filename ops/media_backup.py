@@ -242,7 +242,7 @@ def _check_cloudinary(
                 if summary is None:
                     raise
                 summary.warnings.append(
-                    f"Cloudinary's Admin API could not be reached ({_short(error)}): media files "
+                    f"Cloudinary's Admin API could not be reached ({redact(_short(error))}): media files "
                     "are recorded unchecked. The database backup is complete."
                 )
                 return remote
@@ -979,9 +979,8 @@ def restore_media(
                         result.uploaded_bytes += _upload(entries[number], column, handle, options)
                     except Exception as error:
                         result.failed += 1
-                        problem(
-                            f"{entries[number].label} {entries[number].name}: upload failed ({_short(error)})"
-                        )
+                        entry = entries[number]
+                        problem(f"{entry.label} {entry.name}: upload failed ({redact(_short(error))})")
                         continue
                 result.restored += 1
                 result.from_backup += 1
