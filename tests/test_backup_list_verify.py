@@ -183,7 +183,14 @@ def test_verify__unknown_name_and_misuse(scratch: ScratchDatabases) -> None:
     unknown = failing("backup", database=alias, verify="20200101T000000Z-nothing-0000")
     assert unknown.returncode == 1
     assert "No complete backup named 20200101T000000Z-nothing-0000" in str(unknown)
-    for args in (["--verify"], ["--verify", "x", "--latest"], ["--latest"], ["--verify", "x", "--list"]):
+    for args in (
+        ["--verify"],
+        ["--verify", "x", "--latest"],
+        ["--latest"],
+        ["--verify", "x", "--list"],
+        ["--include-empty"],
+        ["--verify", "x", "--include-empty"],
+    ):
         assert failing("backup", *args, database=alias).returncode == 2
 
 

@@ -124,6 +124,8 @@ class Command(BaseCommand):
             )
         if options["latest"] and options["verify"] is None:
             raise CommandError("--latest goes with --verify (restore --latest restores).", returncode=2)
+        if options["include_empty"] and not options["latest"]:
+            raise CommandError("--include-empty goes with --verify --latest.", returncode=2)
         if options["verify"] is not None and bool(options["verify"]) == options["latest"]:
             raise CommandError("Name the backup to verify, or use --latest, not both.", returncode=2)
         try:
