@@ -34,7 +34,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops import pg_load
 from ops.archive import Manifest, Readable, verify_archive
-from ops.backup import backup_to_repository, check_supported
+from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
 from ops.conf import ops_setting
 from ops.cross_engine import TableConverter, plan_conversion
 from ops.db_tables import ModelTable, model_tables
@@ -153,16 +153,12 @@ def _existing_model_tables(connection: BaseDatabaseWrapper, database: str) -> li
 
 
 def holds_user_data(database: str) -> bool:
-    """Whether any table holds rows other than what ``migrate`` creates by itself."""
-    connection = connections[database]
-    with connection.cursor() as cursor:
-        for table in _existing_model_tables(connection, database):
-            if table.holds_user_data:
-                quoted = connection.ops.quote_name(table.name)
-                cursor.execute(f"SELECT 1 FROM {quoted} LIMIT 1")  # noqa: S608 (quoted identifier)
-                if cursor.fetchone():
-                    return True
-    return False
+    """Whether any table holds rows other than what ``migrate`` creates by itself.
+
+    A database that cannot be read is an OpsError naming the failure (the start command's first
+    question: a clean exit 1 in the deploy log, not a traceback).
+    """
+    return tables_hold_user_data(database, model_tables(database))
 
 
 def _reset_sequences(connection: BaseDatabaseWrapper, database: str, manifest: Manifest) -> None:
@@ -229,17 +225,6 @@ def _restore_postgres(
     return True, safety, rows
 
 
-def _holds_user_data_or_explain(database: str) -> bool:
-    """``holds_user_data`` for the start command's first question: an unreachable database is an
-    OpsError naming it (a clean exit 1 in the deploy log), not a traceback."""
-    try:
-        return holds_user_data(database)
-    except DatabaseError as error:
-        raise OpsError(
-            f"Cannot read database {_describe(connections[database])}: {redact(str(error).strip())}"
-        ) from None
-
-
 def run_restore(
     database: str = "default",
     source: str | None = None,
@@ -262,7 +247,7 @@ def run_restore(
     if connection.in_atomic_block:
         raise OpsConfigurationError("A restore cannot run inside a transaction: it manages its own.")
     repository = None
-    if if_empty and _holds_user_data_or_explain(database):
+    if if_empty and holds_user_data(database):
         # Render's start command runs this on every start: a database with data costs one query,
         # not a download of the newest backup. (Checked again under the lock before any write.)
         label = _describe(connection)
