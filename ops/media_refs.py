@@ -143,7 +143,7 @@ _FIELD_VALUE = re.compile(
 def parse_media_value(value: str | None, context: MediaContext) -> MediaValue:
     """Classify one stored media value and propose its canonical form; never raises."""
     try:
-        return _parse(value, context)
+        return _checked(_parse(value, context), context)
     except Exception as error:
         # A report line beats a crashed scan of a million rows.
         return MediaValue(MediaCategory.UNKNOWN, reason=f"unparseable ({type(error).__name__})")
@@ -186,6 +186,16 @@ def _parse(value: str | None, context: MediaContext, *, fast: bool = True) -> Me
     if result.category is MediaCategory.CANONICAL and result.canonical_name != value:
         # Canonical after trimming blanks: the stored value itself still needs the rewrite.
         return MediaValue(MediaCategory.FIXABLE, result.canonical_name, reason="surrounding blanks")
+    return result
+
+
+def _checked(result: MediaValue, context: MediaContext) -> MediaValue:
+    """A repair is proposed only if it is canonical itself: --apply never writes a value that the
+    next run would rewrite again or call unknown."""
+    if result.category is MediaCategory.FIXABLE:
+        again = _parse(result.canonical_name, context, fast=False)
+        if again.category is not MediaCategory.CANONICAL:
+            return MediaValue(MediaCategory.UNKNOWN, reason=f"no canonical repair ({again.reason})")
     return result
 
 
@@ -326,6 +336,9 @@ def _parse_name(text: str, context: MediaContext) -> MediaValue:
         return MediaValue(MediaCategory.UNKNOWN, reason="a folder, not a file")
     if not _is_safe_name(name):
         return MediaValue(MediaCategory.UNKNOWN, reason="empty, '.' or '..' path segments")
+    if _OTHER_SCHEME.match(name) and not _looks_like_windows_path(name):
+        # "/media/A:b" stripped of its prefix would read as a URL of scheme "a:", not a file name.
+        return MediaValue(MediaCategory.UNKNOWN, reason=f"not a file name or http(s) URL ({name[:12]}...)")
     if reasons and context.name_prefix and not name.startswith(context.name_prefix):
         # A repaired name is written the way the storage itself names files.
         name = context.name_prefix + name

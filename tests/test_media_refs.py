@@ -151,6 +151,9 @@ TABLE: list[tuple[MediaContext, str | None, MediaCategory, str | None]] = [
     (IMAGES, "ftp://files.example.org/x.jpg", UNK, None),
     (IMAGES, "../../etc/passwd", UNK, None),
     (DISK, "/etc/passwd", UNK, None),
+    # Stripping MEDIA_URL would leave a scheme-like "A:", not a file name (found by hypothesis).
+    (DISK, "/media/A:", UNK, None),
+    (DISK, "/media/C:/photos/x.jpg", FIX, "C:/photos/x.jpg"),
     (IMAGES, "/media/", UNK, None),
     (IMAGES, "gallery//x.jpg", UNK, None),
     (IMAGES, "https://res.cloudinary.com/demo/image/upload/", UNK, None),
