@@ -10,23 +10,20 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ops.repository import BackupInfo, BackupRepository
+from ops.repository import BackupInfo
 
 HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA")
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} B"
-
-
-def list_backups(repository: BackupRepository, *, include_incomplete: bool = False) -> list[BackupInfo]:
-    """The repository's backups, newest first (with ``include_incomplete``, also unfinished ones)."""
-    return repository.backups(include_incomplete=include_incomplete)
+    return f"{value:.1f} GB"
 
 
 def backup_record(backup: BackupInfo) -> dict[str, Any]:

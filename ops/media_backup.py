@@ -81,8 +81,17 @@ from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media_refs import StorageKind, parse_media_value, remote_keys
 from ops.media_remote import RateLimitReached, RemoteExistence, RemoteKey
 from ops.media_repair import MediaColumn, _local_original, discover_columns, stream_rows
-from ops.object_stores import ObjectNotFound, ObjectStore, RetryPolicy, _is_transient
-from ops.repository import BackupInfo, BackupRepository, BackupUnderConstruction, CorruptBackup
+from ops.object_stores import RetryPolicy, _is_transient
+from ops.repository import (
+    BackupInfo,
+    BackupRepository,
+    BackupUnderConstruction,
+    CorruptBackup,
+    PartInfo,
+    PartsReader,
+    PartWriter,
+    fetch_part,
+)
 
 MEDIA_PART_PREFIX = "media-part"
 MEDIA_FORMAT = "kidoo-ops-media"
@@ -380,46 +389,6 @@ def _fetched(entry: MediaEntry, column: MediaColumn, options: MediaOptions) -> I
 # --- the media stream -----------------------------------------------------------------------------
 
 
-class _MediaParts:
-    """The media stream, cut into ``NAME/media-part-00000``... objects of the repository's part size.
-
-    Like the archive's parts: one part in memory, each recorded with its size and SHA-256, all
-    written before ``manifest.json`` (which lists them) and deleted with the backup (``NAME/``).
-    """
-
-    def __init__(self, store: ObjectStore, name: str, part_size: int) -> None:
-        self._store = store
-        self._name = name
-        self._part_size = part_size
-        self._buffer = bytearray()
-        self.parts: list[dict[str, Any]] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        written = len(view)
-        while view:
-            room = self._part_size - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) >= self._part_size:
-                self._store_part()
-        return written
-
-    def flush(self) -> None:
-        """Nothing to do: parts are stored when full, and the last one by ``close``."""
-
-    def _store_part(self) -> None:
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        key = f"{self._name}/{MEDIA_PART_PREFIX}-{len(self.parts):05d}"
-        self._store.put(key, data)
-        self.parts.append({"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-
-    def close(self) -> None:
-        if self._buffer or not self.parts:
-            self._store_part()
-
-
 class _FrameWriter:
     def __init__(self, sink: IO[bytes]) -> None:
         self._sink = sink
@@ -531,15 +500,15 @@ def store_media(
     if not entries:
         # Nothing referenced: no stream at all, so a database without media costs no upload.
         return summary
-    writer = _MediaParts(repository.store, name, repository.part_size())
+    writer = PartWriter(repository.store, f"{name}/{MEDIA_PART_PREFIX}", repository.part_size())
     if recipients:
         with encrypting(cast(IO[bytes], writer), recipients) as encrypted:
             _write_stream(encrypted, entries, columns, options, summary)
     else:
         _write_stream(cast(IO[bytes], writer), entries, columns, options, summary)
     writer.close()
-    summary.parts = writer.parts
-    summary.size = sum(int(part["size"]) for part in writer.parts)
+    summary.parts = [part.as_dict() for part in writer.parts]
+    summary.size = writer.size
     return summary
 
 
@@ -578,42 +547,6 @@ def recording_media(
 
 
 # --- reading the media stream ---------------------------------------------------------------------
-
-
-class _PartsReader:
-    """The media stream of a backup, one verified part in memory at a time."""
-
-    def __init__(self, repository: BackupRepository, backup: str, parts: Sequence[dict[str, Any]]) -> None:
-        self._repository = repository
-        self._backup = backup
-        self._parts = iter(parts)
-        self._buffer = memoryview(b"")
-
-    def _next_part(self) -> bool:
-        part = next(self._parts, None)
-        if part is None:
-            return False
-        key = str(part["key"])
-        try:
-            data = self._repository.store.get(key)
-        except ObjectNotFound:
-            raise CorruptBackup(f"Backup {self._backup} is missing its media part {key}.") from None
-        if len(data) != int(part["size"]) or hashlib.sha256(data).hexdigest() != part["sha256"]:
-            raise CorruptBackup(
-                f"Media part {key} of backup {self._backup} does not match its checksum: the media "
-                "stream is damaged. Use another backup (`backup --list`)."
-            )
-        self._buffer = memoryview(data)
-        return True
-
-    def read(self, size: int = -1, /) -> bytes:
-        while not self._buffer:
-            if not self._next_part():
-                return b""
-        if size < 0:
-            size = len(self._buffer)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return bytes(data)
 
 
 class _FrameReader:
@@ -677,12 +610,14 @@ def _opened_stream(
     what = f"The media stream of backup {backup.name}"
     if not media.get("parts"):  # the database referenced no media file: no stream was written
         yield (
-            _FrameReader(_PartsReader(repository, backup.name, []), what),
+            _FrameReader(PartsReader(iter(())), what),
             MediaManifest(backup.name, str(backup.created_at.isoformat()), bool(media.get("with_files")), []),
         )
         return
     with contextlib.ExitStack() as stack:
-        source: ByteReader = _PartsReader(repository, backup.name, media["parts"])
+        parts = [PartInfo.from_dict(part) for part in media["parts"]]
+        where = f"the media stream of backup {backup.name}"
+        source: ByteReader = PartsReader(fetch_part(repository.store, part, where) for part in parts)
         if media.get("encrypted"):
             identities = decryption_identities(repository.wrapped_identity(backup))
             source = stack.enter_context(decrypting(source, identities))

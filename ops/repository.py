@@ -22,7 +22,7 @@ import hashlib
 import json
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -64,9 +64,106 @@ class CorruptBackup(OpsError):
 
 @dataclass(frozen=True)
 class PartInfo:
+    """One stored object of a stream cut into parts, as the manifest that lists it records it."""
+
     key: str
     size: int
     sha256: str
+
+    @classmethod
+    def of(cls, key: str, data: bytes) -> PartInfo:
+        return cls(key, len(data), hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartInfo:
+        return cls(str(data["key"]), int(data["size"]), str(data["sha256"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "size": self.size, "sha256": self.sha256}
+
+    def matches(self, data: bytes) -> bool:
+        return len(data) == self.size and hashlib.sha256(data).hexdigest() == self.sha256
+
+
+_RESTORE_ANOTHER = "Restore another backup (`backup --list`)."
+
+
+def fetch_part(store: ObjectStore, part: PartInfo, what: str, advice: str = _RESTORE_ANOTHER) -> bytes:
+    """Part ``part`` of ``what`` ("backup NAME", ...), checked against its size and SHA-256."""
+    try:
+        data = store.get(part.key)
+    except ObjectNotFound:
+        subject = what[:1].upper() + what[1:]
+        raise CorruptBackup(f"{subject} is missing its part {part.key}. {advice}") from None
+    if not part.matches(data):
+        raise CorruptBackup(f"Part {part.key} of {what} does not match its checksum: it is damaged. {advice}")
+    return data
+
+
+class PartWriter:
+    """A writable stream cut into objects ``<prefix>-00000``, ``-00001``..., each stored as it fills.
+
+    Memory holds one part. ``close`` stores the last (possibly empty) one; ``parts`` lists them all
+    for the manifest that is written after them.
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str, part_size: int) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self.parts: list[PartInfo] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        written = len(view)
+        while view:
+            room = self._part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self._part_size:
+                self._store_part()
+        return written
+
+    def flush(self) -> None:
+        """Nothing to do: parts are stored when full, and the last one by ``close``."""
+
+    def _store_part(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        key = f"{self._prefix}-{len(self.parts):05d}"
+        self._store.put(key, data)
+        self.parts.append(PartInfo.of(key, data))
+
+    def close(self) -> None:
+        if self._buffer or not self.parts:
+            self._store_part()
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
+
+
+class PartsReader:
+    """Parts read back as one stream (``read``), one part in memory at a time."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self._buffer = memoryview(b"")
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            rest = bytes(self._buffer) + b"".join(self._parts)
+            self._buffer = memoryview(b"")
+            return rest
+        while not self._buffer:
+            part = next(self._parts, None)
+            if part is None:
+                return b""
+            self._buffer = memoryview(part)
+        data = bytes(self._buffer[:size])
+        self._buffer = self._buffer[size:]
+        return data
 
 
 @dataclass(frozen=True)
@@ -122,42 +219,6 @@ def _created_at_from_name(name: str) -> dt.datetime | None:
         return None
 
 
-class _PartWriter:
-    """A writable stream that cuts what it receives into parts and stores each as it fills."""
-
-    def __init__(self, store: ObjectStore, name: str, part_size: int) -> None:
-        self._store = store
-        self._name = name
-        self._part_size = part_size
-        self._buffer = bytearray()
-        self.parts: list[PartInfo] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        written = len(view)
-        while view:
-            room = self._part_size - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) >= self._part_size:
-                self._flush_part()
-        return written
-
-    def flush(self) -> None:
-        """Nothing to do: parts are stored when full, and the last one by ``close_parts``."""
-
-    def _flush_part(self) -> None:
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        key = f"{self._name}/part-{len(self.parts):05d}"
-        self._store.put(key, data)
-        self.parts.append(PartInfo(key, len(data), hashlib.sha256(data).hexdigest()))
-
-    def close_parts(self) -> None:
-        if self._buffer or not self.parts:
-            self._flush_part()
-
-
 class BackupRepository:
     def __init__(self, store: ObjectStore, *, part_size: int | None = None) -> None:
         self.store = store
@@ -194,21 +255,21 @@ class BackupRepository:
             raise OpsConfigurationError(
                 f"{name!r} is reserved for other objects of the repository: name the backup otherwise."
             )
-        writer = _PartWriter(self.store, name, self.part_size())
+        writer = PartWriter(self.store, f"{name}/part", self.part_size())
         backup = BackupUnderConstruction(writer)
         try:
             if wrapped_identity is not None:
                 self.store.put(f"{name}/{WRAPPED_IDENTITY}", wrapped_identity)
             yield backup
-            writer.close_parts()
+            writer.close()
             manifest = {
                 "format": REPOSITORY_FORMAT,
                 "version": REPOSITORY_VERSION,
                 "name": name,
                 "created_at": dt.datetime.now(dt.UTC).isoformat(),
                 "encryption": encryption,
-                "size": sum(part.size for part in writer.parts),
-                "parts": [vars(part) for part in writer.parts],
+                "size": writer.size,
+                "parts": [part.as_dict() for part in writer.parts],
                 "summary": backup.summary,
             }
             self.store.put(f"{name}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -267,7 +328,7 @@ class BackupRepository:
                 created_at=dt.datetime.fromisoformat(manifest["created_at"]),
                 complete=True,
                 size=int(manifest["size"]),
-                parts=tuple(PartInfo(p["key"], int(p["size"]), str(p["sha256"])) for p in manifest["parts"]),
+                parts=tuple(PartInfo.from_dict(part) for part in manifest["parts"]),
                 encryption=manifest.get("encryption"),
                 summary=dict(manifest.get("summary") or {}),
             )
@@ -299,16 +360,7 @@ class BackupRepository:
     def read_parts(self, backup: BackupInfo) -> Iterator[bytes]:
         """The backup's parts in order, each checked against its SHA-256 before it is handed out."""
         for part in backup.parts:
-            try:
-                data = self.store.get(part.key)
-            except ObjectNotFound:
-                raise CorruptBackup(f"Backup {backup.name} is missing its part {part.key}.") from None
-            if len(data) != part.size or hashlib.sha256(data).hexdigest() != part.sha256:
-                raise CorruptBackup(
-                    f"Part {part.key} of backup {backup.name} does not match its checksum: "
-                    "the backup is damaged. Restore another one (`backup --list`)."
-                )
-            yield data
+            yield fetch_part(self.store, part, f"backup {backup.name}")
 
     @contextlib.contextmanager
     def spooled(self, backup: BackupInfo) -> Iterator[IO[bytes]]:
@@ -337,7 +389,7 @@ class BackupRepository:
 class BackupUnderConstruction:
     """The sink a backup's archive stream is written to, and the summary its manifest will carry."""
 
-    def __init__(self, writer: _PartWriter) -> None:
+    def __init__(self, writer: PartWriter) -> None:
         self._writer = writer
         self.summary: dict[str, Any] = {}
 

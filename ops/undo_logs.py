@@ -28,10 +28,11 @@ import zstandard
 from ops.encryption import AGE_MAGIC, decrypt_bytes, encrypt_bytes, encryption_keys_from_environment
 from ops.errors import OpsConfigurationError, OpsError
 from ops.object_stores import ObjectNotFound, ObjectStore, check_key
-from ops.repository import UNDO_PREFIX, BackupRepository, configured_repository
+from ops.repository import UNDO_PREFIX, BackupRepository, PartInfo, configured_repository, fetch_part
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARTS_SUFFIX = ".parts"
+_CANNOT_UNDO = "It cannot be used to undo the repair."
 
 
 class UndoLogNotFound(OpsConfigurationError):
@@ -77,10 +78,9 @@ def store_undo_log(path: Path, repository: BackupRepository) -> StoredUndoLog:
     else:
         listing = []
         for number, start in enumerate(range(0, len(payload), limit)):
-            chunk = payload[start : start + limit]
-            part_key = f"{key}.part-{number:05d}"
-            _put_verified(store, part_key, chunk)
-            listing.append({"key": part_key, "size": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
+            part = PartInfo.of(f"{key}.part-{number:05d}", payload[start : start + limit])
+            _put_verified(store, part.key, payload[start : start + limit])
+            listing.append(part.as_dict())
         _put_verified(store, key + PARTS_SUFFIX, json.dumps({"parts": listing}).encode())
         parts = len(listing)
     return StoredUndoLog(key, repository.description, keys is not None, len(payload), parts)
@@ -92,13 +92,8 @@ def _fetch(store: ObjectStore, key: str) -> bytes:
     except ObjectNotFound:
         pass
     listing = json.loads(store.get(key + PARTS_SUFFIX))
-    payload = bytearray()
-    for part in listing["parts"]:
-        data = store.get(part["key"])
-        if len(data) != part["size"] or hashlib.sha256(data).hexdigest() != part["sha256"]:
-            raise OpsError(f"Part {part['key']} of the undo log is damaged (checksum). It cannot be used.")
-        payload += data
-    return bytes(payload)
+    parts = [PartInfo.from_dict(part) for part in listing["parts"]]
+    return b"".join(fetch_part(store, part, f"the undo log {key}", _CANNOT_UNDO) for part in parts)
 
 
 def _candidate_keys(name: str) -> list[str]:

@@ -10,13 +10,12 @@ inside it. Streams part by part: memory holds one part, nothing is written to di
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ops.archive import Manifest, Readable, verify_archive
 from ops.encryption import decrypting, decryption_identities, is_age_encrypted
-from ops.repository import BackupInfo, BackupRepository, CorruptBackup
+from ops.repository import BackupInfo, BackupRepository, CorruptBackup, PartsReader
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,8 @@ class VerifyResult:
     rows: int
     holds_data: bool
     seconds: float
+    # What the repository manifest says (read once): verify_media reads the media stream it lists.
+    backup: BackupInfo
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,28 +45,6 @@ class VerifyResult:
             "holds_data": self.holds_data,
             "seconds": round(self.seconds, 3),
         }
-
-
-class _PartsReader:
-    """The concatenated parts as one readable stream, fetched (and checked) one part at a time."""
-
-    def __init__(self, parts: Iterator[bytes]) -> None:
-        self._parts = parts
-        self._buffer = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            rest = bytes(self._buffer) + b"".join(self._parts)
-            self._buffer = memoryview(b"")
-            return rest
-        while not self._buffer:
-            part = next(self._parts, None)
-            if part is None:
-                return b""
-            self._buffer = memoryview(part)
-        data = bytes(self._buffer[:size])
-        self._buffer = self._buffer[size:]
-        return data
 
 
 def _check_summary(backup: BackupInfo, manifest: Manifest) -> None:
@@ -97,7 +76,7 @@ def verify_backup(
     # Read before any download: a missing key is reported before the parts are fetched.
     wrapped = repository.wrapped_identity(backup)
     identities = decryption_identities(wrapped) if backup.encrypted else None
-    stream = _PartsReader(repository.read_parts(backup))
+    stream = PartsReader(repository.read_parts(backup))
     head = stream.read(64)
     encrypted = is_age_encrypted(head)
     if encrypted != backup.encrypted:
@@ -123,6 +102,7 @@ def verify_backup(
         rows=manifest.rows,
         holds_data=manifest.holds_data,
         seconds=time.monotonic() - started,
+        backup=backup,
     )
 
 

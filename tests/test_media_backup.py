@@ -216,7 +216,7 @@ def test_backup_verify__checks_the_media_stream_too(backup_dir: Path) -> None:
     data[-40] ^= 1
     part.write_bytes(bytes(data))
     with pytest.raises(
-        CommandError, match=r"Media part .*media-part-00000 of backup .* does not match"
+        CommandError, match=r"Part .*media-part-00000 of the media stream of backup .* does not match"
     ) as raised:
         command("backup", "--verify", name)
     assert raised.value.returncode == 1

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.backup import BackupResult, run_backup
-from ops.backup_list import backup_record, backups_table, human_size, list_backups
+from ops.backup_list import backup_record, backups_table, human_size
 from ops.errors import OpsError, as_command_error
 from ops.media_backup import verify_media
 from ops.progress import ProgressPrinter
@@ -142,7 +142,7 @@ class Command(BaseCommand):
 
     def list_backups(self, options: dict[str, Any]) -> None:
         repository = configured_repository(options["database"])
-        backups = list_backups(repository, include_incomplete=options["verbosity"] >= 2)
+        backups = repository.backups(include_incomplete=options["verbosity"] >= 2)
         if options["format"] == "json":
             self.stdout.write(json.dumps([backup_record(backup) for backup in backups], indent=2))
             return
@@ -166,8 +166,7 @@ class Command(BaseCommand):
             include_empty=options["include_empty"],
         )
         # The media stream too (files listed and stored, every checksum); None: it records none.
-        # ops/verify.py does not know of it, hence one more (small) manifest download.
-        media = verify_media(repository, repository.info(result.name))
+        media = verify_media(repository, result.backup)
         if options["format"] == "json":
             media_dict = None if media is None else vars(media)
             self.stdout.write(json.dumps({**result.as_dict(), "media": media_dict}, indent=2))
