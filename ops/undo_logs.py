@@ -78,8 +78,9 @@ def store_undo_log(path: Path, repository: BackupRepository) -> StoredUndoLog:
     else:
         listing = []
         for number, start in enumerate(range(0, len(payload), limit)):
-            part = PartInfo.of(f"{key}.part-{number:05d}", payload[start : start + limit])
-            _put_verified(store, part.key, payload[start : start + limit])
+            chunk = payload[start : start + limit]
+            part = PartInfo.of(f"{key}.part-{number:05d}", chunk)
+            _put_verified(store, part.key, chunk)
             listing.append(part.as_dict())
         _put_verified(store, key + PARTS_SUFFIX, json.dumps({"parts": listing}).encode())
         parts = len(listing)
