@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from pyrage import x25519
 
 from ops.repository import configured_repository, default_namespace
 from tests.cloudinary_emulator import CloudinaryEmulator
+from tests.commands import failing_command, run_command
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint
 from tests.ops_databases import ScratchDatabases
-
-
-def run(*args: str, **options: Any) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(*args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
-
-
-def failing(*args: str, **options: Any) -> CommandError:
-    with pytest.raises(CommandError) as raised:
-        call_command(*args, stdout=io.StringIO(), stderr=io.StringIO(), **options)
-    return raised.value
 
 
 def with_data(alias: str, tags: int = 3) -> str:
@@ -63,13 +49,13 @@ def flip_a_byte(path: Path, at: int = 100) -> None:
 @pytest.mark.usefixtures("backup_dir")
 def test_list__text_table_of_the_backups(scratch: ScratchDatabases) -> None:
     alias = with_data(scratch.postgres())
-    run("backup", database=alias, reason="daily", verbosity=0)
+    run_command("backup", database=alias, reason="daily", verbosity=0)
     User.objects.db_manager(alias).all().delete()
     fm.Tag.objects.using(alias).all().delete()
-    run("backup", database=alias, reason="pre-deploy", force=True, verbosity=0)
+    run_command("backup", database=alias, reason="pre-deploy", force=True, verbosity=0)
     empty, daily = configured_repository(alias).backups()
 
-    out, _ = run("backup", database=alias, list=True)
+    out, _ = run_command("backup", database=alias, list=True)
 
     header, first, second, summary = out.splitlines()
     assert header.split() == ["NAME", "CREATED", "(UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA"]
@@ -84,11 +70,11 @@ def test_list__text_table_of_the_backups(scratch: ScratchDatabases) -> None:
 @pytest.mark.usefixtures("backup_dir")
 def test_list__json_for_scripts_and_an_empty_repository(scratch: ScratchDatabases, age_keys: Any) -> None:
     alias = with_data(scratch.postgres())
-    assert run("backup", database=alias, list=True)[0].startswith("No backups in the local folder")
-    assert json.loads(run("backup", database=alias, list=True, format="json")[0]) == []
-    backup = json.loads(run("backup", database=alias, format="json")[0])
+    assert run_command("backup", database=alias, list=True)[0].startswith("No backups in the local folder")
+    assert json.loads(run_command("backup", database=alias, list=True, format="json")[0]) == []
+    backup = json.loads(run_command("backup", database=alias, format="json")[0])
 
-    [listed] = json.loads(run("backup", database=alias, list=True, format="json")[0])
+    [listed] = json.loads(run_command("backup", database=alias, list=True, format="json")[0])
 
     assert listed["name"] == backup["name"]
     assert listed["encrypted"] is True
@@ -105,10 +91,10 @@ def test_list__json_for_scripts_and_an_empty_repository(scratch: ScratchDatabase
 @pytest.mark.usefixtures("backup_dir")
 def test_verify__intact_encrypted_backup(scratch: ScratchDatabases, age_keys: Any) -> None:
     alias = with_data(scratch.postgres())
-    name = json.loads(run("backup", database=alias, format="json")[0])["name"]
+    name = json.loads(run_command("backup", database=alias, format="json")[0])["name"]
 
-    out, _ = run("backup", database=alias, verify=name)
-    latest = json.loads(run("backup", "--verify", "--latest", database=alias, format="json")[0])
+    out, _ = run_command("backup", database=alias, verify=name)
+    latest = json.loads(run_command("backup", "--verify", "--latest", database=alias, format="json")[0])
 
     assert out.startswith(f"Backup {name} is intact: 1 part(s)")
     assert "encrypted, " in out
@@ -123,12 +109,12 @@ def test_verify__damaged_part_exits_1_and_leaves_the_database_alone(
     scratch: ScratchDatabases, backup_dir: Path
 ) -> None:
     alias = with_data(scratch.postgres())
-    run("backup", database=alias, verbosity=0)
+    run_command("backup", database=alias, verbosity=0)
     [backup] = configured_repository(alias).backups()
     flip_a_byte(backup_dir / backup.name / "part-00000")
     before = fingerprint(alias)
 
-    error = failing("backup", database=alias, verify=backup.name)
+    error = failing_command("backup", database=alias, verify=backup.name)
 
     assert error.returncode == 1
     assert f"Part {backup.name}/part-00000 of backup {backup.name} does not match its checksum" in str(error)
@@ -140,7 +126,7 @@ def test_verify__damage_inside_the_archive_is_caught_by_its_own_checksums(
     scratch: ScratchDatabases, backup_dir: Path
 ) -> None:
     alias = with_data(scratch.postgres())
-    run("backup", database=alias, verbosity=0)
+    run_command("backup", database=alias, verbosity=0)
     [backup] = configured_repository(alias).backups()
     # Damage the archive and make the repository's part checksum agree: only the archive's own
     # checksums can tell now (a copy damaged before it was uploaded, say).
@@ -151,7 +137,7 @@ def test_verify__damage_inside_the_archive_is_caught_by_its_own_checksums(
     manifest["parts"][0]["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
 
-    error = failing("backup", database=alias, verify=backup.name)
+    error = failing_command("backup", database=alias, verify=backup.name)
 
     assert error.returncode == 1
     assert f"Backup {backup.name}" in str(error)
@@ -163,12 +149,12 @@ def test_verify__wrong_or_missing_identity_is_a_clear_error(
     scratch: ScratchDatabases, age_keys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alias = with_data(scratch.postgres())
-    name = json.loads(run("backup", database=alias, format="json")[0])["name"]
+    name = json.loads(run_command("backup", database=alias, format="json")[0])["name"]
 
     monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(x25519.Identity.generate()))
-    wrong = failing("backup", database=alias, verify=name)
+    wrong = failing_command("backup", database=alias, verify=name)
     monkeypatch.delenv("BACKUP_AGE_IDENTITY")
-    missing = failing("backup", database=alias, verify=name)
+    missing = failing_command("backup", database=alias, verify=name)
 
     assert wrong.returncode == 1
     assert "could not be decrypted: the age identity does not match" in str(wrong)
@@ -180,7 +166,7 @@ def test_verify__wrong_or_missing_identity_is_a_clear_error(
 @pytest.mark.usefixtures("backup_dir")
 def test_verify__unknown_name_and_misuse(scratch: ScratchDatabases) -> None:
     alias = scratch.postgres()
-    unknown = failing("backup", database=alias, verify="20200101T000000Z-nothing-0000")
+    unknown = failing_command("backup", database=alias, verify="20200101T000000Z-nothing-0000")
     assert unknown.returncode == 1
     assert "No complete backup named 20200101T000000Z-nothing-0000" in str(unknown)
     for args in (
@@ -191,7 +177,7 @@ def test_verify__unknown_name_and_misuse(scratch: ScratchDatabases) -> None:
         ["--include-empty"],
         ["--verify", "x", "--include-empty"],
     ):
-        assert failing("backup", *args, database=alias).returncode == 2
+        assert failing_command("backup", *args, database=alias).returncode == 2
 
 
 def test_verify__on_cloudinary_a_replaced_part_is_caught(
@@ -200,8 +186,8 @@ def test_verify__on_cloudinary_a_replaced_part_is_caught(
     emulator = cloudinary_backups
     emulator.limits.raw_max_size_bytes = 20_000
     alias = with_data(scratch.postgres(), tags=4000)
-    name = json.loads(run("backup", database=alias, format="json")[0])["name"]
-    assert run("backup", database=alias, verify=name)[0].startswith(f"Backup {name} is intact: ")
+    name = json.loads(run_command("backup", database=alias, format="json")[0])["name"]
+    assert run_command("backup", database=alias, verify=name)[0].startswith(f"Backup {name} is intact: ")
     info = configured_repository(alias).info(name)
     assert len(info.parts) > 1
     public_id = f"ops-backups/{default_namespace(alias)}/{name}/part-00001"
@@ -209,7 +195,7 @@ def test_verify__on_cloudinary_a_replaced_part_is_caught(
     emulator.seed_resource(public_id, original[:-1] + bytes([original[-1] ^ 1]), delivery_type="private")
     before = fingerprint(alias)
 
-    error = failing("backup", database=alias, verify=name)
+    error = failing_command("backup", database=alias, verify=name)
 
     assert error.returncode == 1
     assert f"Part {name}/part-00001 of backup {name} does not match its checksum" in str(error)

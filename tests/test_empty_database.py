@@ -8,14 +8,12 @@ the whole story.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connections
 from pyrage import x25519
 
@@ -23,23 +21,12 @@ from ops.backup import EmptyDatabase, backup_to_repository
 from ops.db_tables import model_tables
 from ops.repository import configured_repository
 from tests.cloudinary_emulator import CloudinaryEmulator
+from tests.commands import failing_command, run_command
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint
 from tests.ops_databases import ScratchDatabases
 
 SKIPPED = "holds no user data: backup skipped"
-
-
-def run(*args: str, **options: Any) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(*args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
-
-
-def failing(*args: str, **options: Any) -> CommandError:
-    with pytest.raises(CommandError) as raised:
-        call_command(*args, stdout=io.StringIO(), stderr=io.StringIO(), **options)
-    return raised.value
 
 
 def with_data(alias: str) -> str:
@@ -57,8 +44,8 @@ def backups_of(alias: str) -> list[str]:
 def test_backup__empty_database_is_skipped_with_a_warning_and_exit_0(scratch: ScratchDatabases) -> None:
     alias = scratch.postgres()
 
-    out, err = run("backup", database=alias, reason="pre-deploy")
-    as_json, _ = run("backup", database=alias, format="json")
+    out, err = run_command("backup", database=alias, reason="pre-deploy")
+    as_json, _ = run_command("backup", database=alias, format="json")
 
     assert out == ""
     assert SKIPPED in err
@@ -71,7 +58,7 @@ def test_backup__empty_database_is_skipped_with_a_warning_and_exit_0(scratch: Sc
 def test_backup__force_takes_it_and_it_is_marked_empty(scratch: ScratchDatabases) -> None:
     alias = scratch.postgres()
 
-    out, err = run("backup", database=alias, force=True)
+    out, err = run_command("backup", database=alias, force=True)
 
     assert out.startswith("Backup ")
     assert err == ""
@@ -94,8 +81,8 @@ def test_restore__if_empty_latest_without_any_backup_lets_the_start_command_go_o
 ) -> None:
     alias = scratch.postgres(migrated=False)
 
-    out, err = run("restore", database=alias, latest=True, if_empty=True, interactive=False)
-    error = failing("restore", database=alias, latest=True, interactive=False)
+    out, err = run_command("restore", database=alias, latest=True, if_empty=True, interactive=False)
+    error = failing_command("restore", database=alias, latest=True, interactive=False)
 
     assert out == ""
     assert "is empty and nothing was restored: There is no complete backup in the local folder" in err
@@ -106,13 +93,13 @@ def test_restore__if_empty_latest_without_any_backup_lets_the_start_command_go_o
 @pytest.mark.usefixtures("backup_dir")
 def test_restore__latest_skips_empty_backups_unless_include_empty(scratch: ScratchDatabases) -> None:
     source = scratch.postgres()
-    run("backup", database=source, force=True, verbosity=0)
+    run_command("backup", database=source, force=True, verbosity=0)
     [empty] = backups_of(source)
     target = with_data(scratch.postgres())
 
-    error = failing("restore", database=target, latest=True, interactive=False)
-    out, _ = run("restore", database=target, latest=True, include_empty=True, interactive=False)
-    misuse = failing("restore", empty, database=target, include_empty=True, interactive=False)
+    error = failing_command("restore", database=target, latest=True, interactive=False)
+    out, _ = run_command("restore", database=target, latest=True, include_empty=True, interactive=False)
+    misuse = failing_command("restore", empty, database=target, include_empty=True, interactive=False)
 
     assert error.returncode == 1
     assert "all of an empty database" in str(error)
@@ -137,7 +124,7 @@ def test_expiry_story__the_recreated_empty_database_gets_its_data_back(
     alias = with_data(scratch.postgres())
     expected = fingerprint(alias)
     # The daily cron job, while all is well.
-    run("backup", database=alias, reason="daily", prune=True, verbosity=0)
+    run_command("backup", database=alias, reason="daily", prune=True, verbosity=0)
     [good] = backups_of(alias)
 
     # 30 days on: Render deletes the expired database and creates an empty one of the same name.
@@ -147,31 +134,31 @@ def test_expiry_story__the_recreated_empty_database_gets_its_data_back(
     scratch.server.create_database(name)
 
     # Pre-deploy: `backup --reason pre-deploy && migrate` must not fail the deploy.
-    out, err = run("backup", database=alias, reason="pre-deploy")
+    out, err = run_command("backup", database=alias, reason="pre-deploy")
     assert (out, SKIPPED in err) == ("", True)
     call_command("migrate", database=alias, verbosity=0)
     # Someone forces a backup of the empty database by hand, and the cron job runs a few times.
-    run("backup", database=alias, reason="pre-deploy", force=True, verbosity=0)
+    run_command("backup", database=alias, reason="pre-deploy", force=True, verbosity=0)
     for _ in range(4):
-        _, err = run("backup", database=alias, reason="daily", prune=True)
+        _, err = run_command("backup", database=alias, reason="daily", prune=True)
         assert SKIPPED in err
     forced, listed_good = configured_repository(alias).backups()
     assert (listed_good.name, listed_good.holds_data, forced.holds_data) == (good, True, False)
     settings.OPS = {**settings.OPS, "BACKUP_KEEP_LAST": 0, "BACKUP_KEEP_DAILY": 0, "BACKUP_KEEP_WEEKLY": 0}
-    out, _ = run("backup", database=alias, prune_only=True, verbosity=2)
+    out, _ = run_command("backup", database=alias, prune_only=True, verbosity=2)
     assert good in backups_of(alias)
     [line] = [line for line in out.splitlines() if good in line]
     assert line.split()[0] == "keep"
     assert "newest backup holding data" in line
 
     # Start: `restore --if-empty --latest --no-input && gunicorn ...`
-    out, _ = run("restore", database=alias, latest=True, if_empty=True, interactive=False)
+    out, _ = run_command("restore", database=alias, latest=True, if_empty=True, interactive=False)
 
     assert f"Restored {good} into {name}" in out
     assert fingerprint(alias) == expected
     # Every later start finds the data and costs one query: no listing, no download.
     calls = cloudinary_emulator.calls
-    out, _ = run("restore", database=alias, latest=True, if_empty=True, interactive=False)
+    out, _ = run_command("restore", database=alias, latest=True, if_empty=True, interactive=False)
     assert out.strip() == f"Database {name} already holds data: nothing restored."
     assert cloudinary_emulator.calls == calls
 
@@ -184,7 +171,7 @@ def test_restore__if_empty_on_an_unreachable_database_is_a_clean_error(scratch: 
     real_name = connection.settings_dict["NAME"]
     connection.settings_dict["NAME"] = "ops_no_such_database"
     try:
-        error = failing("restore", database=alias, latest=True, if_empty=True, interactive=False)
+        error = failing_command("restore", database=alias, latest=True, if_empty=True, interactive=False)
     finally:
         connection.close()
         connection.settings_dict["NAME"] = real_name

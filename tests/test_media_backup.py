@@ -6,10 +6,7 @@ the real SDK and django-cloudinary-storage.
 
 from __future__ import annotations
 
-import io
 import json
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,6 @@ import cloudinary.uploader
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from pyrage import x25519
 
@@ -31,6 +27,7 @@ from ops.backup import run_backup
 from ops.media_backup import read_media_manifest, restore_media
 from ops.repository import configured_repository
 from tests.cloudinary_emulator.emulator import CloudinaryEmulator
+from tests.commands import fetch_status, run_command
 from tests.mediaapp.models import Poster
 from tests.ops_databases import ScratchDatabases
 
@@ -49,25 +46,10 @@ def announcement(attachment: str) -> Announcement:
     )
 
 
-def command(name: str, *args: str) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(name, *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
-
-
 def backup(*args: str) -> tuple[str, dict[str, Any]]:
-    out, _ = command("backup", "--format", "json", *args)
+    out, _ = run_command("backup", "--format", "json", *args)
     result = json.loads(out)
     return result["name"], result
-
-
-def fetch_status(url: str) -> int:
-    assert url.startswith("http://127.0.0.1:"), url
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- the emulator
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def stored_bytes(folder: Path) -> bytes:
@@ -126,7 +108,7 @@ def test_restore_media__filesystem_files_come_back_from_the_backup_and_a_second_
     assert (result["media"]["stored_files"], result["media"]["not_stored"]) == (1, 0)
     default_storage.delete(photo)
 
-    out, err = command("restore", name, "--media-only")
+    out, err = run_command("restore", name, "--media-only")
 
     assert (
         f"Media of {name}: 2 files referenced: 1 restored (1 from the backup, 0 from MEDIA_ROOT), "
@@ -178,9 +160,9 @@ def test_media__encrypted_backup_keeps_names_and_bytes_unreadable_without_the_ke
     # Without the key: a clear refusal; with it, the file comes back.
     document_storage.delete(document)
     with pytest.raises(CommandError, match="no age identity is configured"):
-        command("restore", name, "--media-only")
+        run_command("restore", name, "--media-only")
     monkeypatch.setenv("BACKUP_AGE_IDENTITY", str(identity))
-    out, _ = command("restore", name, "--media-only")
+    out, _ = run_command("restore", name, "--media-only")
     assert "1 restored (1 from the backup" in out
     assert document_storage.open(document).read() == secret
 
@@ -192,13 +174,13 @@ def test_restore_media__dry_run_uploads_nothing_and_json_for_scripts() -> None:
     name, _ = backup("--with-media")
     default_storage.delete(photo)
 
-    out, _ = command("restore", name, "--media-only", "--dry-run", "--format", "json")
+    out, _ = run_command("restore", name, "--media-only", "--dry-run", "--format", "json")
 
     media = json.loads(out)["media"]
     assert (media["dry_run"], media["restored"], media["from_backup"]) == (True, 1, 1)
     assert not default_storage.exists(photo)
     with pytest.raises(CommandError, match="--dry-run goes with --media-only") as raised:
-        command("restore", name, "--dry-run")
+        run_command("restore", name, "--dry-run")
     assert raised.value.returncode == 2
 
 
@@ -208,7 +190,7 @@ def test_backup_verify__checks_the_media_stream_too(backup_dir: Path) -> None:
     program("v", photo)
     name, _ = backup("--with-media")
 
-    out, _ = command("backup", "--verify", name)
+    out, _ = run_command("backup", "--verify", name)
     assert "every checksum matches; media: 1 files listed, 1 stored." in out
 
     (part,) = sorted((backup_dir / name).glob("media-part-*"))
@@ -218,7 +200,7 @@ def test_backup_verify__checks_the_media_stream_too(backup_dir: Path) -> None:
     with pytest.raises(
         CommandError, match=r"Part .*media-part-00000 of the media stream of backup .* does not match"
     ) as raised:
-        command("backup", "--verify", name)
+        run_command("backup", "--verify", name)
     assert raised.value.returncode == 1
 
 
@@ -255,7 +237,7 @@ def test_restore__database_and_media_together(scratch: ScratchDatabases) -> None
     result = run_backup(source, with_media=True)
     default_storage.delete(photo)
 
-    out, _ = command("restore", result.name, "--database", target, "--no-input", "--media")
+    out, _ = run_command("restore", result.name, "--database", target, "--no-input", "--media")
 
     assert f"Restored {result.name} into " in out
     assert "1 restored (1 from the backup" in out
@@ -267,13 +249,13 @@ def test_restore__media_needs_a_repository_backup(tmp_path: Path) -> None:
     archive = tmp_path / "a.kidoo-backup"
     archive.write_bytes(b"x")
     with pytest.raises(CommandError, match="read a backup in the repository") as raised:
-        command("restore", str(archive), "--media")
+        run_command("restore", str(archive), "--media")
     assert raised.value.returncode == 2
 
 
 def test_backup__with_media_to_a_file_is_misuse(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="--with-media stores the files beside a backup") as raised:
-        command("backup", "-o", str(tmp_path / "x"), "--with-media")
+        run_command("backup", "-o", str(tmp_path / "x"), "--with-media")
     assert raised.value.returncode == 2
 
 
@@ -356,7 +338,7 @@ def test_restore_media__deleted_cloudinary_folder_comes_back_and_urls_answer(
     assert fetch_status(default_storage.url(names["image"])) == 404
     uploads_before = cloudinary_emulator.calls["upload"]
 
-    out, _ = command("restore", name, "--media-only")
+    out, _ = run_command("restore", name, "--media-only")
 
     assert "3 restored (3 from the backup, 0 from MEDIA_ROOT), 0 already present, 0 unavailable" in out
     assert cloudinary_emulator.calls["upload"] - uploads_before == 3
@@ -403,7 +385,7 @@ def test_backup__cloudinary_unreachable_still_backs_up_the_database_and_says_med
     names = cloud_rows()
     cloudinary_emulator.inject_fault("http_503", endpoints=["admin", "download"], times=1000)
 
-    out, err = command("backup", "--with-media")
+    out, err = run_command("backup", "--with-media")
 
     assert out.startswith("Backup ")
     # Three attempts (retried with backoff), each counted: failed calls are spent all the same.
@@ -426,7 +408,7 @@ def test_backup__admin_api_allowance_spent_records_media_unchecked(
     cloudinary_emulator.admin_rate_limit = 1
     cloudinary.api.resources()  # the site spent the hour's allowance
 
-    out, err = command("backup")
+    out, err = run_command("backup")
 
     assert "; media: 3 files referenced (0 B; 3 unchecked)." in out
     assert "Media: Cloudinary's Admin API allowance ran out after 0 calls" in err
@@ -442,7 +424,7 @@ def test_restore__database_restored_even_when_the_media_step_cannot_reach_cloudi
     result = run_backup(source, with_media=True)
     cloudinary_emulator.inject_fault("http_503", endpoints=["admin"], times=1000)
 
-    out, err = command("restore", result.name, "--database", target, "--no-input", "--media")
+    out, err = run_command("restore", result.name, "--database", target, "--no-input", "--media")
 
     assert f"Restored {result.name} into " in out
     assert "The database was restored, but the media step failed" in err
@@ -460,5 +442,5 @@ def test_media__a_database_without_media_writes_no_media_stream(backup_dir: Path
     assert not list((backup_dir / name).glob("media-part-*"))
     assert read_media_manifest(configured_repository(), name).files == []
     assert restore_media(name=name).files == 0
-    out, _ = command("backup", "--verify", name)
+    out, _ = run_command("backup", "--verify", name)
     assert "; media: 0 files listed, 0 stored." in out

@@ -7,8 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from ops.media_repair import RepairOptions, ReportRow, UndoLog, repair_media
 from ops.object_stores import LocalFolderStore
 from ops.repository import BackupRepository, configured_repository
 from ops.undo_logs import store_undo_log, undo_log_lines
+from tests.commands import fetch_status
 from tests.mediaapp.models import Poster
 
 pytestmark = pytest.mark.django_db
@@ -348,15 +347,6 @@ def test_undo_log__unknown_name_is_a_clear_error() -> None:
 
 
 # --- Cloudinary (emulator) ----------------------------------------------------------------------------
-
-
-def fetch_status(url: str) -> int:
-    assert url.startswith("http://127.0.0.1:"), url
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- the emulator
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 @pytest.mark.slow

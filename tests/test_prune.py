@@ -18,6 +18,7 @@ from ops.object_stores import LocalFolderStore, StoreError
 from ops.prune import configured_policy, prune_repository
 from ops.repository import BackupRepository, configured_repository, new_backup_name
 from ops.retention import RetentionPolicy
+from tests.commands import run_command
 from tests.ops_databases import ScratchDatabases
 
 pytestmark = pytest.mark.usefixtures("backup_dir")
@@ -28,12 +29,6 @@ KEEP_ONLY_THE_NEWEST = {
     "BACKUP_KEEP_WEEKLY": 0,
     "BACKUP_KEEP_MONTHLY": 0,
 }
-
-
-def run(*args: str, **options: Any) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(*args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
 
 
 def with_data(alias: str) -> str:
@@ -59,11 +54,11 @@ def test_policy__from_the_ops_settings(settings: Any) -> None:
 def test_prune__dry_run_shows_reasons_and_deletes_nothing(scratch: ScratchDatabases, settings: Any) -> None:
     alias = with_data(scratch.postgres())
     for _ in range(3):
-        run("backup", database=alias, verbosity=0)
+        run_command("backup", database=alias, verbosity=0)
     newest, *older = backups_of(alias)
     settings.OPS = {**settings.OPS, **KEEP_ONLY_THE_NEWEST}
 
-    out, _ = run("backup", database=alias, prune_only=True, dry_run=True)
+    out, _ = run_command("backup", database=alias, prune_only=True, dry_run=True)
 
     assert "keep" in line_of(out, newest)
     assert "newest backup holding data, last" in line_of(out, newest)
@@ -79,11 +74,11 @@ def test_prune__after_a_backup_keeps_the_new_one_and_reports_in_json(
     scratch: ScratchDatabases, settings: Any
 ) -> None:
     alias = with_data(scratch.postgres())
-    run("backup", database=alias, verbosity=0)
-    run("backup", database=alias, verbosity=0)
+    run_command("backup", database=alias, verbosity=0)
+    run_command("backup", database=alias, verbosity=0)
     settings.OPS = {**settings.OPS, **KEEP_ONLY_THE_NEWEST}
 
-    out, _ = run("backup", database=alias, prune=True, format="json")
+    out, _ = run_command("backup", database=alias, prune=True, format="json")
 
     report = json.loads(out)
     assert backups_of(alias) == [report["name"]]
@@ -97,12 +92,12 @@ def test_prune__never_the_newest_with_data_nor_one_being_written_and_abandoned_p
     scratch: ScratchDatabases, settings: Any, backup_dir: Path
 ) -> None:
     alias = with_data(scratch.postgres())
-    run("backup", database=alias, verbosity=0)
+    run_command("backup", database=alias, verbosity=0)
     [good] = backups_of(alias)
     # Later backups of the same database once it was emptied (forced: they would be skipped).
     User.objects.db_manager(alias).all().delete()
-    run("backup", database=alias, force=True, verbosity=0)
-    run("backup", database=alias, force=True, verbosity=0)
+    run_command("backup", database=alias, force=True, verbosity=0)
+    run_command("backup", database=alias, force=True, verbosity=0)
     store = LocalFolderStore(backup_dir)
     now = dt.datetime.now(dt.UTC)
     # A backup another process is writing right now, one killed two days ago, and an object that
@@ -121,7 +116,7 @@ def test_prune__never_the_newest_with_data_nor_one_being_written_and_abandoned_p
         "BACKUP_KEEP_MONTHLY": 0,
     }
 
-    out, _ = run("backup", database=alias, prune_only=True, verbosity=2)
+    out, _ = run_command("backup", database=alias, prune_only=True, verbosity=2)
 
     assert backups_of(alias) == [good]
     assert "newest backup holding data" in line_of(out, good)
@@ -173,7 +168,7 @@ def test_prune__a_failed_delete_exits_1_after_pruning_the_rest(
 ) -> None:
     alias = with_data(scratch.postgres())
     for _ in range(3):
-        run("backup", database=alias, verbosity=0)
+        run_command("backup", database=alias, verbosity=0)
     oldest = backups_of(alias)[-1]
     settings.OPS = {**settings.OPS, **KEEP_ONLY_THE_NEWEST}
     stuck = BackupRepository(OneStuckBackup(backup_dir, oldest))
