@@ -90,6 +90,7 @@ from ops.repository import (
     PartInfo,
     PartsReader,
     PartWriter,
+    configured_repository,
     fetch_part,
 )
 
@@ -873,17 +874,10 @@ def restore_media(
     on_problem: Callable[[str], None] | None = None,
 ) -> MediaRestoreResult:
     """Upload every file backup ``name`` references that the media storage lacks; idempotent."""
-    from ops.repository import configured_repository
-
     started = time.monotonic()
     options = options or MediaOptions()
     repository = repository or configured_repository(database)
-    if latest:
-        backup = repository.latest(with_data=not include_empty)
-    elif name:
-        backup = repository.info(name)
-    else:
-        raise OpsConfigurationError("Name a backup in the repository or use --latest.")
+    backup = repository.pick(name, latest=latest, include_empty=include_empty)
     result = MediaRestoreResult(backup.name, dry_run=dry_run)
 
     def problem(text: str) -> None:

@@ -352,6 +352,14 @@ class BackupRepository:
             "and OPS['BACKUP_NAMESPACE']."
         )
 
+    def pick(self, name: str | None, *, latest: bool = False, include_empty: bool = False) -> BackupInfo:
+        """Backup ``name``, or with ``latest`` the newest that holds data (``include_empty``: the newest)."""
+        if latest:
+            return self.latest(with_data=not include_empty)
+        if name:
+            return self.info(name)
+        raise OpsConfigurationError("Name a backup in the repository or use --latest.")
+
     def wrapped_identity(self, backup: BackupInfo) -> bytes | None:
         if backup.encryption != "age-passphrase":
             return None

@@ -66,12 +66,7 @@ def verify_backup(
 ) -> VerifyResult:
     """Verify backup ``name`` (or the latest one holding data); raises an OpsError if anything is wrong."""
     started = time.monotonic()
-    if latest:
-        backup = repository.latest(with_data=not include_empty)
-    elif name:
-        backup = repository.info(name)
-    else:
-        raise ValueError("verify_backup needs a name or latest=True")
+    backup = repository.pick(name, latest=latest, include_empty=include_empty)
     what = f"Backup {backup.name}"
     # Read before any download: a missing key is reported before the parts are fetched.
     wrapped = repository.wrapped_identity(backup)
