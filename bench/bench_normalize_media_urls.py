@@ -85,12 +85,13 @@ def run_measured(argv: list[str], env: dict[str, str]) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024, stdout.decode())
 
 
-def django_env(server: PostgresServer, database: str, undo_dir: Path) -> dict[str, str]:
+def django_env(server: PostgresServer, database: str, work: Path) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings_media",
         "BENCH_DATABASE_URL": server.url(database),
-        "BENCH_UNDO_DIR": str(undo_dir),
+        "BENCH_UNDO_DIR": str(work / "undo"),
+        "BENCH_BACKUP_DIR": str(work / "backups"),
     }
 
 
@@ -147,7 +148,7 @@ def naive_worker(sample: int) -> None:
 def measure(server: PostgresServer, rows: int, sample: int, work: Path, label: str) -> dict[str, float]:
     database = f"media_{label}"
     create_database(server, database)
-    env = django_env(server, database, work / f"undo-{label}")
+    env = django_env(server, database, work / label)
     manage(env, "migrate", "-v", "0")
     started = time.monotonic()
     generate(server, database, rows)
@@ -159,12 +160,14 @@ def measure(server: PostgresServer, rows: int, sample: int, work: Path, label: s
     dry = manage(env, "normalize_media_urls", "--model", "mediabench.Picture")
     print(f"[{label}] dry run: {dry.stdout.splitlines()[0]}")
     create_database(server, f"{database}_naive", template=database)
-    naive_env = django_env(server, f"{database}_naive", work / f"undo-{label}-naive")
+    naive_env = django_env(server, f"{database}_naive", work / f"{label}-naive")
     naive = run_measured([sys.executable, __file__, "--naive-worker", str(sample)], naive_env)
     naive_rows = min(sample, rows)
     naive_seconds = float(naive.stdout.strip().splitlines()[-1])
     applied = manage(env, "normalize_media_urls", "--model", "mediabench.Picture", "--apply", "--no-input")
     print(f"[{label}] apply:   {applied.stdout.splitlines()[0]}")
+    # The timed run includes storing its undo log (compressed, read back) in the repository.
+    assert list((work / label / "backups").rglob("undo/*.zst")), "the undo log was not stored"
     second = manage(env, "normalize_media_urls", "--model", "mediabench.Picture")
     assert " 0 would fix" in second.stdout, second.stdout
     return {

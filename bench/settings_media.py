@@ -1,7 +1,8 @@
 """Settings for bench/bench_normalize_media_urls.py: media on django-cloudinary-storage, as in production.
 
 The credentials are placeholders: classifying and repairing stored values makes no Cloudinary call
-(only --check-remote and --upload-missing do, and the benchmark uses neither).
+(only --check-remote and --upload-missing do, and the benchmark uses neither); the undo log goes to
+a local backup repository.
 """
 
 import os
@@ -23,4 +24,11 @@ STORAGES = {
     "default": {"BACKEND": "cloudinary_storage.storage.MediaCloudinaryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-OPS = {"MEDIA_UNDO_DIR": os.environ.get("BENCH_UNDO_DIR", "/tmp/bench-media-undo")}
+OPS = {
+    "MEDIA_UNDO_DIR": os.environ.get("BENCH_UNDO_DIR", "/tmp/bench-media-undo"),
+    # --apply stores its undo log in the backup repository: a local folder here. (With the
+    # placeholder Cloudinary credentials above, the default repository would be Cloudinary, which
+    # no benchmark may reach: the run would time the retries of an upload that cannot succeed.)
+    "BACKUP_REPOSITORY": "local",
+    "BACKUP_DIR": os.environ.get("BENCH_BACKUP_DIR", "/tmp/bench-media-backups"),
+}

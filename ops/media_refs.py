@@ -52,6 +52,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -109,10 +110,16 @@ class MediaContext:
     # FileSystemStorage's location: an absolute path under it is that storage's name.
     media_root: str | None = None
 
-    @property
+    # Cached: a scan asks for these once per stored value, a million times over.
+    @cached_property
     def media_path(self) -> str:
         """MEDIA_URL's path without slashes (``media``): stored values only ever carry its path."""
         return urlsplit(self.media_url).path.strip("/")
+
+    @cached_property
+    def storage_prefix(self) -> str:
+        """What names of this storage start with: its own prefix, else MEDIA_URL's path and a slash."""
+        return self.name_prefix or (f"{self.media_path}/" if self.media_path else "")
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,8 @@ _FIELD_VALUE = re.compile(
 def parse_media_value(value: str | None, context: MediaContext) -> MediaValue:
     """Classify one stored media value and propose its canonical form; never raises."""
     try:
-        return _checked(_parse(value, context), context)
+        result = _parse(value, context)
+        return _checked_repair(result, context) if result.category is MediaCategory.FIXABLE else result
     except Exception as error:
         # A report line beats a crashed scan of a million rows.
         return MediaValue(MediaCategory.UNKNOWN, reason=f"unparseable ({type(error).__name__})")
@@ -157,7 +165,7 @@ def _is_plain_canonical(value: str, context: MediaContext) -> bool:
     """The common case of a scan (an already canonical name), decided without the full parse."""
     if context.kind is StorageKind.CLOUDINARY_FIELD or not _PLAIN_NAME.fullmatch(value):
         return False
-    prefix = context.name_prefix or (f"{context.media_path}/" if context.media_path else "")
+    prefix = context.storage_prefix
     return not (
         "//" in value
         or "/." in value
@@ -189,13 +197,12 @@ def _parse(value: str | None, context: MediaContext, *, fast: bool = True) -> Me
     return result
 
 
-def _checked(result: MediaValue, context: MediaContext) -> MediaValue:
+def _checked_repair(result: MediaValue, context: MediaContext) -> MediaValue:
     """A repair is proposed only if it is canonical itself: --apply never writes a value that the
     next run would rewrite again or call unknown."""
-    if result.category is MediaCategory.FIXABLE:
-        again = _parse(result.canonical_name, context, fast=False)
-        if again.category is not MediaCategory.CANONICAL:
-            return MediaValue(MediaCategory.UNKNOWN, reason=f"no canonical repair ({again.reason})")
+    again = _parse(result.canonical_name, context)
+    if again.category is not MediaCategory.CANONICAL:
+        return MediaValue(MediaCategory.UNKNOWN, reason=f"no canonical repair ({again.reason})")
     return result
 
 
@@ -327,7 +334,7 @@ def _parse_name(text: str, context: MediaContext) -> MediaValue:
             reasons.append("absolute path under MEDIA_ROOT")
         else:
             return MediaValue(MediaCategory.UNKNOWN, reason="absolute path outside MEDIA_URL and MEDIA_ROOT")
-    prefix = context.name_prefix or (f"{media_path}/" if media_path else "")
+    prefix = context.storage_prefix
     collapsed = _collapse_prefix(name, prefix)
     if collapsed != name:
         name = collapsed
