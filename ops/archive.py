@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -457,3 +458,49 @@ def iter_tables(
         data = TableData(frames, entry, what)
         yield entry, data
         data.drain()
+
+
+class _PositionalReader:
+    """Reads a file from ``offset`` on with pread: readers in several threads share one descriptor."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = os.pread(self._fd, size if size >= 0 else _READ_SIZE, self._offset)
+        self._offset += len(data)
+        return data
+
+
+def table_offsets(fd: int, manifest: Manifest, *, what: str = "The archive") -> dict[str, int]:
+    """Where each table of a verified archive file starts: its frames can then be read at will.
+
+    Reads only the frame headers (and table names), seeking past the data.
+    """
+    offsets: dict[str, int] = {}
+    offset = len(HEADER)
+    for entry in manifest.tables:
+        while True:
+            head = os.pread(fd, _FRAME.size, offset)
+            if len(head) != _FRAME.size:
+                raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
+            kind, length = _FRAME.unpack(head)
+            if kind == b"T":
+                break
+            offset += _FRAME.size + length
+        payload = os.pread(fd, length, offset + _FRAME.size)
+        if _json(payload, what).get("table") != entry.name:
+            raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
+        offsets[entry.name] = offset
+        offset += _FRAME.size + length
+    return offsets
+
+
+def table_at(fd: int, offset: int, entry: TableEntry, *, what: str = "The archive") -> TableData:
+    """The rows of table ``entry``, whose frames start at ``offset`` (``table_offsets``)."""
+    frames = _Frames(_PositionalReader(fd, offset), what)
+    kind, payload = frames.next()
+    if kind != b"T" or _json(payload, what).get("table") != entry.name:
+        raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
+    return TableData(frames, entry, what)

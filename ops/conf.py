@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "RESTORE_LOCK_TIMEOUT": 60,
     # PostgreSQL's maintenance_work_mem for the index builds of a restore (SET LOCAL, no superuser).
     "RESTORE_MAINTENANCE_WORK_MEM": "128MB",
+    # Connections that load a PostgreSQL restore side by side (ops/pg_parallel.py); 1: one
+    # transaction on one connection. More than the database server's CPUs gains nothing.
+    "RESTORE_JOBS": 2,
     # Models whose rows `migrate` creates by itself: a database holding only these is empty
     # (`restore --if-empty`, and backups that do not take a retention slot). "app_label.*" allowed.
     "NOT_USER_DATA_MODELS": ["contenttypes.ContentType", "auth.Permission", "sessions.Session", "ops.*"],

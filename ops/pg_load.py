@@ -16,15 +16,18 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from django.core.management.color import no_style
 from django.db import OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
+from ops.conf import ops_setting
 from ops.cross_engine import TableConverter
+from ops.db_tables import model_tables
 from ops.errors import OpsError
 from ops.progress import ProgressCallback, TableProgress
 
-_COPY_BUFFER = 1024 * 1024
+COPY_BUFFER = 1024 * 1024
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -81,10 +84,58 @@ def drop_all_tables(connection: BaseDatabaseWrapper) -> int:
 
 
 @dataclass(frozen=True)
-class DeferredDDL:
-    """What was dropped before the load, as the statements that re-create it, in order."""
+class Key:
+    """A PRIMARY KEY or UNIQUE constraint dropped before the load."""
 
-    statements: tuple[str, ...]
+    table: str
+    relname: str
+    name: str
+    definition: str
+    # Its index, to build on its own (in parallel with the table's other indexes) and then attach.
+    index_name: str
+    index_definition: str
+    primary: bool
+    deferrable: str
+    partitioned: bool
+
+    def add(self) -> str:
+        """Builds the index and adds the constraint in one statement (ACCESS EXCLUSIVE on the table)."""
+        return f"ALTER TABLE {self.table} ADD CONSTRAINT {self.name} {self.definition}"
+
+    def attach(self) -> str:
+        """Once ``index_definition`` was built: the constraint on it, a change of the catalog only."""
+        kind = "PRIMARY KEY" if self.primary else "UNIQUE"
+        using = f"USING INDEX {self.index_name}{self.deferrable}"
+        return f"ALTER TABLE {self.table} ADD CONSTRAINT {self.name} {kind} {using}"
+
+
+@dataclass(frozen=True)
+class DeferredDDL:
+    """What was dropped before the load, and how to re-create it.
+
+    On one connection: ``statements``. On several (ops/pg_parallel.py): each table's ``builds`` (its
+    indexes and its keys' indexes: any number may be built at once), then the ``attachments`` of
+    the keys to their indexes, then the ``foreign`` keys, which need the keys they reference.
+    """
+
+    indexes: dict[str, tuple[str, ...]]
+    keys: tuple[Key, ...]
+    foreign: tuple[str, ...]
+
+    @property
+    def statements(self) -> tuple[str, ...]:
+        """All of them in an order that works on one connection."""
+        indexes = (statement for group in self.indexes.values() for statement in group)
+        return (*indexes, *(key.add() for key in self.keys), *self.foreign)
+
+    def builds(self, relname: str) -> tuple[str, ...]:
+        own_keys = (k.index_definition for k in self.keys if k.relname == relname and not k.partitioned)
+        return (*self.indexes.get(relname, ()), *own_keys)
+
+    @property
+    def attachments(self) -> tuple[str, ...]:
+        # Partitioned tables take no ``USING INDEX``: their keys are added whole.
+        return tuple(key.add() if key.partitioned else key.attach() for key in self.keys)
 
 
 _TABLES = (
@@ -95,12 +146,17 @@ _TABLES = (
 
 _CONSTRAINTS = (
     "SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid), "  # noqa: S608
-    "con.contype FROM pg_constraint con WHERE con.contype IN ('f', 'p', 'u') "
+    "con.contype, c.relname, coalesce(con.conindid::regclass::text, ''), "
+    "CASE WHEN con.conindid = 0 THEN '' ELSE pg_get_indexdef(con.conindid) END, "
+    "CASE WHEN con.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' "
+    "WHEN con.condeferrable THEN ' DEFERRABLE' ELSE '' END, c.relkind = 'p' "
+    "FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid WHERE con.contype IN ('f', 'p', 'u') "
     f"AND (con.conrelid IN ({_TABLES}) OR (con.contype = 'f' AND con.confrelid IN ({_TABLES})))"
 )
 # Indexes that do not back a PRIMARY KEY, UNIQUE or EXCLUDE constraint (those go with the constraint).
 _INDEXES = (
-    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "  # noqa: S608
+    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), "  # noqa: S608
+    "(SELECT relname FROM pg_class WHERE oid = i.indrelid) FROM pg_index i "
     f"WHERE i.indrelid IN ({_TABLES}) AND NOT EXISTS (SELECT 1 FROM pg_constraint con "
     "WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))"
 )
@@ -112,19 +168,59 @@ _PLAIN = f"SELECT relname FROM pg_class c WHERE c.oid IN ({_TABLES}) AND c.relki
 def drop_indexes_and_constraints(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> DeferredDDL:
     with connection.cursor() as cursor:
         cursor.execute(_CONSTRAINTS, [list(tables), list(tables)])
-        constraints = [(str(t), str(n), str(d), str(k)) for t, n, d, k in cursor.fetchall()]
+        constraints = cursor.fetchall()
         cursor.execute(_INDEXES, [list(tables)])
-        indexes = [(str(n), str(d)) for n, d in cursor.fetchall()]
-        foreign = [c for c in constraints if c[3] == "f"]
-        keys = [c for c in constraints if c[3] != "f"]
+        indexes = [(str(n), str(d), str(r)) for n, d, r in cursor.fetchall()]
+        foreign = [(str(row[0]), str(row[1]), str(row[2])) for row in constraints if row[3] == "f"]
+        keys = [
+            Key(
+                str(t),
+                str(r),
+                str(n),
+                str(d),
+                str(i),
+                str(idef),
+                k == "p",
+                str(deferrable),
+                bool(partitioned),
+            )
+            for t, n, d, k, r, i, idef, deferrable, partitioned in constraints
+            if k != "f"
+        ]
         # Foreign keys depend on the unique indexes they reference: drop them first.
-        for table, name, _, _ in foreign + keys:
+        for table, name in [(t, n) for t, n, _ in foreign] + [(key.table, key.name) for key in keys]:
             cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
         if indexes:
-            cursor.execute(f"DROP INDEX {', '.join(name for name, _ in indexes)}")
-    statements = [definition for _, definition in indexes]
-    statements += [f"ALTER TABLE {t} ADD CONSTRAINT {n} {d}" for t, n, d, _ in keys + foreign]
-    return DeferredDDL(tuple(statements))
+            cursor.execute(f"DROP INDEX {', '.join(name for name, *_ in indexes)}")
+    per_table: dict[str, list[str]] = {}
+    for _, definition, relname in indexes:
+        per_table.setdefault(relname, []).append(definition)
+    return DeferredDDL(
+        {relname: tuple(group) for relname, group in per_table.items()},
+        tuple(keys),
+        tuple(f"ALTER TABLE {t} ADD CONSTRAINT {n} {d}" for t, n, d in foreign),
+    )
+
+
+def plain_tables(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> set[str]:
+    """The ``tables`` that are plain (not partitioned): COPY FREEZE takes only those."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAIN, [list(tables)])
+        return {str(row[0]) for row in cursor.fetchall()}
+
+
+def maintenance_work_mem() -> str:
+    """For the index builds of a restore (``SET LOCAL``: no superuser needed)."""
+    return str(ops_setting("RESTORE_MAINTENANCE_WORK_MEM"))
+
+
+def reset_sequences(connection: BaseDatabaseWrapper, database: str, manifest: Manifest) -> None:
+    """Sequences of the loaded tables continue after their highest restored ids."""
+    loaded = {entry.name for entry in manifest.tables}
+    models = [table.model for table in model_tables(database) if table.name in loaded]
+    with connection.cursor() as cursor:
+        for statement in connection.ops.sequence_reset_sql(no_style(), models):
+            cursor.execute(statement)
 
 
 def copy_tables(
@@ -151,8 +247,7 @@ def copy_tables(
         # (bench, 2 M rows: first full scan 92 -> 56 ms, VACUUM 151 -> 34 ms; the restore itself
         # takes as long). Other sessions see no more than TRUNCATE already shows them: nothing
         # of these tables until COMMIT, behind its ACCESS EXCLUSIVE lock.
-        cursor.execute(_PLAIN, [[entry.name for entry in manifest.tables]])
-        plain = {str(row[0]) for row in cursor.fetchall()}
+        plain = plain_tables(connection, [entry.name for entry in manifest.tables])
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
             columns = ", ".join(quote_ident(column.name) for column in entry.columns)
             stream = data if convert is None else convert(entry, data)
@@ -160,7 +255,7 @@ def copy_tables(
             with connection.wrap_database_errors:
                 freeze = " WITH (FREEZE)" if entry.name in plain else ""
                 raw.copy_expert(
-                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN{freeze}", stream, _COPY_BUFFER
+                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN{freeze}", stream, COPY_BUFFER
                 )
             if raw.rowcount != entry.rows:
                 raise CorruptArchive(
@@ -181,8 +276,14 @@ def recreate(connection: BaseDatabaseWrapper, deferred: DeferredDDL, progress: P
             )
 
 
-def tables_missing(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> list[str]:
+def check_tables_present(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> None:
+    """After the migrations: every table of the backup must exist, else it cannot be restored here."""
     with connection.cursor() as cursor:
         cursor.execute(_PRESENT, [list(tables)])
         present = {str(row[0]) for row in cursor.fetchall()}
-    return [table for table in tables if table not in present]
+    missing = [table for table in tables if table not in present]
+    if missing:
+        raise OpsError(
+            f"The backup holds tables its migrations do not create here: {', '.join(missing)}. "
+            "Restore it with the code (installed apps) it was taken with."
+        )

@@ -28,11 +28,10 @@ from typing import IO, Any, BinaryIO, cast
 
 from django.apps import apps
 from django.core.management import call_command
-from django.core.management.color import no_style
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops import pg_load
+from ops import pg_load, pg_parallel
 from ops.archive import Manifest, Readable, verify_archive
 from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
 from ops.conf import ops_setting
@@ -64,6 +63,8 @@ class RestoreResult:
     message: str = ""
     safety_backup: str | None = None
     migrated_forward: int = 0
+    # Connections that loaded it (OPS["RESTORE_JOBS"], or 1 where the load could not be parallel).
+    jobs: int = 1
     # Not restored, and worth a look: --if-empty --latest found no backup to restore.
     warning: bool = False
 
@@ -76,6 +77,7 @@ class RestoreResult:
             "rows": self.rows,
             "seconds": round(self.seconds, 3),
             "safety_backup": self.safety_backup,
+            "jobs": self.jobs,
             "message": self.message,
         }
 
@@ -161,14 +163,6 @@ def holds_user_data(database: str) -> bool:
     return tables_hold_user_data(database, model_tables(database))
 
 
-def _reset_sequences(connection: BaseDatabaseWrapper, database: str, manifest: Manifest) -> None:
-    loaded = {entry.name for entry in manifest.tables}
-    models = [table.model for table in model_tables(database) if table.name in loaded]
-    with connection.cursor() as cursor:
-        for statement in connection.ops.sequence_reset_sql(no_style(), models):
-            cursor.execute(statement)
-
-
 def _describe(connection: BaseDatabaseWrapper) -> str:
     name = str(connection.settings_dict.get("NAME") or connection.alias)
     return Path(name).name if connection.vendor == "sqlite" else name
@@ -193,36 +187,45 @@ def _restore_postgres(
     if_empty: bool,
     progress: ProgressCallback,
     convert: TableConverter | None = None,
-) -> tuple[bool, str | None, int]:
+) -> tuple[bool, str | None, int, int]:
+    """Returns whether it restored, the safety backup's name, the rows, and the connections loading."""
     connection = connections[database]
     manifest = archive.manifest
+    jobs = int(ops_setting("RESTORE_JOBS")) if convert is None else 1
     lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
-    with lock, transaction.atomic(using=database):
-        with connection.cursor() as cursor:
-            # One snapshot for the emptiness check and the safety backup, taken after the lock.
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(
-                "SET LOCAL maintenance_work_mem = %s", [str(ops_setting("RESTORE_MAINTENANCE_WORK_MEM"))]
-            )
-        has_data = holds_user_data(database)
-        if if_empty and has_data:
-            return False, None, 0
-        safety = _safety_backup(database, in_transaction=True) if has_data else None
-        pg_load.drop_all_tables(connection)
-        migrate_to_recorded(connection, manifest.migrations)
-        tables = [entry.name for entry in manifest.tables]
-        missing = pg_load.tables_missing(connection, tables)
-        if missing:
-            raise OpsError(
-                f"The backup holds tables its migrations do not create here: {', '.join(missing)}. "
-                "Restore it with the code (installed apps) it was taken with."
-            )
-        deferred = pg_load.drop_indexes_and_constraints(connection, tables)
-        rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert)
-        pg_load.recreate(connection, deferred, progress)
-        _reset_sequences(connection, database, manifest)
-    return True, safety, rows
+    with lock, contextlib.ExitStack() as stack:
+        shadow, rows = None, 0
+        if jobs > 1:
+            pg_parallel.drop_leftovers(connection)
+            try:
+                shadow = stack.enter_context(pg_parallel.shadow_schema(database))
+                rows = pg_parallel.build(shadow, database, archive.file, manifest, jobs, progress)
+            except pg_parallel.ShadowUnsupported:
+                # Built on one connection instead, as below; the private schema is already gone.
+                stack.close()
+                shadow, jobs = None, 1
+        with transaction.atomic(using=database):
+            with connection.cursor() as cursor:
+                # One snapshot for the emptiness check and the safety backup, taken after the lock.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            has_data = holds_user_data(database)
+            if if_empty and has_data:
+                return False, None, 0, jobs
+            safety = _safety_backup(database, in_transaction=True) if has_data else None
+            pg_load.drop_all_tables(connection)
+            if shadow is not None:
+                pg_parallel.swap_in(connection, shadow)
+                return True, safety, rows, jobs
+            migrate_to_recorded(connection, manifest.migrations)
+            tables = [entry.name for entry in manifest.tables]
+            pg_load.check_tables_present(connection, tables)
+            deferred = pg_load.drop_indexes_and_constraints(connection, tables)
+            rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert)
+            pg_load.recreate(connection, deferred, progress)
+            pg_load.reset_sequences(connection, database, manifest)
+    return True, safety, rows, jobs
 
 
 def run_restore(
@@ -288,8 +291,9 @@ def run_restore(
                 )
             if has_data and confirm is not None and not confirm(label):
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
+            jobs = 1
             if connection.vendor == "postgresql":
-                restored, safety, rows = _restore_postgres(
+                restored, safety, rows, jobs = _restore_postgres(
                     database, archive, if_empty=if_empty, progress=progress, convert=convert
                 )
                 if not restored:
@@ -333,4 +337,5 @@ def run_restore(
         restored=True,
         safety_backup=safety,
         migrated_forward=migrated,
+        jobs=jobs,
     )

@@ -208,5 +208,9 @@ def test_restore__sigkill_mid_load_leaves_the_database_unchanged(
 
     assert process.returncode == -signal.SIGKILL
     assert fingerprint(target) == before
-    # The lock died with the process: the next restore goes through.
+    # The lock died with the process: the next restore goes through, and drops the private schema
+    # the killed one was loading (ops/pg_parallel.py).
     assert run_restore(target, str(archive)).restored
+    with connections[target].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ops\\_restore\\_%'")
+        assert cursor.fetchone()[0] == 0

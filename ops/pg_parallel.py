@@ -1,0 +1,287 @@
+"""A restore's load on several connections at once, still all or nothing.
+
+One transaction runs on one connection, and one connection keeps at most one CPU of the server
+busy with COPY. With ``OPS["RESTORE_JOBS"]`` above 1 a restore therefore builds the backup's
+database *beside* the live one, in a private schema ``ops_restore_<hex>``, and swaps it in:
+
+1. migrations to the backup's recorded state, on a connection whose ``search_path`` is the private
+   schema and then the live ones (for the types of extensions installed there); every name used
+   resolves in the private schema first, and its ``django_migrations`` exists before any migration
+   runs. Then indexes and constraints are dropped (ops/pg_load.py);
+2. ``RESTORE_JOBS`` worker connections COPY the tables in, largest first, and build each table's
+   indexes (its keys' too) as soon as its rows are in, each in a transaction of its own; then, on
+   one connection, the keys are attached to their indexes, the foreign keys added and validated,
+   and the sequences reset;
+3. in the caller's transaction on the live schema: drop its tables, move the new ones in
+   (``ALTER TABLE ... SET SCHEMA`` takes their indexes, constraints and sequences along; relocatable
+   extensions the migrations installed move first) and drop the then empty private schema
+   (``RESTRICT``: anything left in it fails the swap, which rolls back).
+
+Nothing of the live schema is written before step 3, which is one transaction: a failure or a kill
+before its COMMIT leaves the database as it was. A private schema left by a killed restore is
+dropped by the next restore of that database (under the same advisory lock).
+
+``ShadowUnsupported`` sends the caller back to the one-connection load (ops/pg_load.py) when the
+private schema cannot hold the backup: no right to create a schema, a ``search_path`` naming
+schemas that need quoting, migrations that fail there, or that create anything but tables and
+relocatable extensions (views, functions, types would not move with the tables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import psycopg2  # type: ignore[import-untyped]
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.recorder import MigrationRecorder
+
+from ops import pg_load
+from ops.archive import CorruptArchive, Manifest, TableEntry, table_at, table_offsets
+from ops.errors import redact
+from ops.migration_state import migrate_to_recorded
+from ops.progress import ProgressCallback, TableProgress
+
+SHADOW_PREFIX = "ops_restore_"
+_SIMPLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+class ShadowUnsupported(Exception):
+    """The backup cannot be built in a private schema here: load it on one connection instead."""
+
+
+@dataclass(frozen=True)
+class Shadow:
+    schema: str
+    connection: BaseDatabaseWrapper
+
+
+def drop_leftovers(connection: BaseDatabaseWrapper) -> int:
+    """Drop the private schemas of restores that were killed; call it under the restore lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(nspname) FROM pg_namespace WHERE nspname LIKE %s "
+            "AND pg_has_role(nspowner, 'USAGE')",
+            [SHADOW_PREFIX.replace("_", "\\_") + "%"],
+        )
+        names = [str(row[0]) for row in cursor.fetchall()]
+        for name in names:
+            cursor.execute(f"DROP SCHEMA {name} CASCADE")
+    return len(names)
+
+
+@contextlib.contextmanager
+def shadow_schema(database: str) -> Iterator[Shadow]:
+    """A private schema and a Django connection that sees only it; both gone on the way out."""
+    main = connections[database]
+    schema = SHADOW_PREFIX + secrets.token_hex(6)
+    with main.cursor() as cursor:
+        # The live schemas stay on the path after the private one, for the types of extensions
+        # installed there (hstore, citext...). Every name the restore uses resolves in the private
+        # schema first: its django_migrations is created before any migration runs (``build``).
+        cursor.execute("SELECT current_schemas(false)")
+        row = cursor.fetchone()
+        live = [str(name) for name in (row[0] if row else [])]
+        if not all(_SIMPLE_NAME.fullmatch(name) for name in live):
+            raise ShadowUnsupported("the search_path names schemas that need quoting")
+        try:
+            cursor.execute(f"CREATE SCHEMA {schema}")
+        except DatabaseError as error:
+            raise ShadowUnsupported(f"cannot create a schema ({redact(str(error).strip())})") from None
+    alias = f"{database}:ops-restore-{schema}"
+    settings = copy.deepcopy(connections.settings[database])
+    options = dict(settings.get("OPTIONS") or {})
+    search_path = ",".join([schema, *live])
+    options["options"] = f"{options.get('options', '')} -c search_path={search_path}".strip()
+    settings["OPTIONS"] = options
+    connections.settings[alias] = settings
+    try:
+        yield Shadow(schema, connections[alias])
+    finally:
+        with contextlib.suppress(Exception):
+            connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+        with contextlib.suppress(Exception), main.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _member(catalog: str, oid: str) -> str:
+    """SQL: whether the object ``oid`` of ``catalog`` belongs to an extension (it moves with it)."""
+    return (
+        f"EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass "  # noqa: S608
+        f"AND d.objid = {oid} AND d.deptype = 'e')"
+    )
+
+
+# Anything in the private schema but tables (with their indexes, owned sequences and row types) and
+# relocatable extensions would not move into the live schema (``swap_in``).
+_FOREIGN_OBJECTS = f"""
+SELECT
+  (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND NOT {_member("pg_class", "c.oid")}
+     AND (c.relkind NOT IN ('r', 'p', 'i', 'I', 'S')
+          OR (c.relkind = 'S' AND NOT EXISTS (SELECT 1 FROM pg_depend d
+              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))))
+  + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid AND NOT {_member("pg_proc", "p.oid")})
+  + (SELECT count(*) FROM pg_extension e WHERE e.extnamespace = n.oid AND NOT e.extrelocatable)
+  + (SELECT count(*) FROM pg_type t WHERE t.typnamespace = n.oid AND t.typtype <> 'c'
+     AND NOT {_member("pg_type", "t.oid")}
+     AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem
+                     AND (e.typrelid <> 0 OR {_member("pg_type", "e.oid")})))
+FROM pg_namespace n WHERE n.nspname = current_schema()
+"""  # noqa: S608 -- no input: catalog names only
+
+
+def build(
+    shadow: Shadow,
+    database: str,
+    archive: BinaryIO,
+    manifest: Manifest,
+    jobs: int,
+    progress: ProgressCallback,
+) -> int:
+    """The backup's database in ``shadow``, every table loaded and constrained; returns the rows."""
+    connection = shadow.connection
+    # Here, not in the live schema further down the path: the migrations are recorded where they run.
+    with connection.schema_editor() as editor:
+        editor.create_model(MigrationRecorder.Migration)
+    try:
+        migrate_to_recorded(connection, manifest.migrations)
+    except DatabaseError as error:
+        raise ShadowUnsupported(
+            f"migrations need more than one schema ({redact(str(error).strip())})"
+        ) from None
+    with connection.cursor() as cursor:
+        cursor.execute(_FOREIGN_OBJECTS)
+        row = cursor.fetchone()
+        if row is None or int(row[0]):
+            raise ShadowUnsupported("migrations create objects other than tables")
+    tables = [entry.name for entry in manifest.tables]
+    pg_load.check_tables_present(connection, tables)
+    deferred = pg_load.drop_indexes_and_constraints(connection, tables)
+    plain = pg_load.plain_tables(connection, tables)
+    rows = _load(shadow, archive, manifest, deferred, plain, jobs, progress)
+    with connection.cursor() as cursor:
+        for statement in deferred.foreign:
+            cursor.execute(statement)
+    pg_load.reset_sequences(connection, database, manifest)
+    return rows
+
+
+def _load(
+    shadow: Shadow,
+    archive: BinaryIO,
+    manifest: Manifest,
+    deferred: pg_load.DeferredDDL,
+    plain: set[str],
+    jobs: int,
+    progress: ProgressCallback,
+) -> int:
+    """COPY every table, then build its indexes, on ``jobs`` connections; then attach the keys.
+
+    A table's indexes are built as soon as its rows are in, one task each, so the indexes of the
+    largest table are built side by side instead of one after the other. Each task is a transaction
+    of its own: a COPY with the TRUNCATE that lets it freeze the rows, or one CREATE INDEX (which
+    shares the table with the others). Attaching keys to their indexes and adding the foreign keys
+    lock tables exclusively: they run afterwards, on one connection.
+    """
+    fd = archive.fileno()
+    offsets = table_offsets(fd, manifest)
+    params = shadow.connection.get_connection_params()
+    maintenance_work_mem = pg_load.maintenance_work_mem()
+    local = threading.local()
+    opened: list[Any] = []
+    opened_lock = threading.Lock()
+
+    def worker() -> Any:
+        if getattr(local, "connection", None) is None:
+            local.connection = psycopg2.connect(**params)
+            with opened_lock:
+                opened.append(local.connection)
+            with local.connection, local.connection.cursor() as cursor:
+                cursor.execute("SET maintenance_work_mem = %s", [maintenance_work_mem])
+        return local.connection
+
+    def copy(entry: TableEntry) -> TableEntry:
+        # Qualified: nothing a worker does may reach the live schema.
+        table = f"{shadow.schema}.{pg_load.quote_ident(entry.name)}"
+        with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
+            # Truncated in this transaction, so COPY may write the rows frozen (see pg_load).
+            cursor.execute(f"TRUNCATE {table}")
+            freeze = " WITH (FREEZE)" if entry.name in plain else ""
+            columns = ", ".join(pg_load.quote_ident(column.name) for column in entry.columns)
+            data = table_at(fd, offsets[entry.name], entry)
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN{freeze}", data, pg_load.COPY_BUFFER)
+            if cursor.rowcount != entry.rows:
+                raise CorruptArchive(
+                    f"Table {entry.name} loaded {cursor.rowcount} rows, the archive lists "
+                    f"{entry.rows}. Nothing was changed. Restore another backup."
+                )
+        return entry
+
+    def build(statement: str) -> None:
+        with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ops-restore") as pool:
+            # The largest tables first: the load ends when the largest one has, not later.
+            order = sorted(manifest.tables, key=lambda entry: entry.bytes, reverse=True)
+            pending: set[Future[Any]] = {pool.submit(copy, entry) for entry in order}
+            loaded = 0
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    error = future.exception()
+                    if error is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise error
+                    entry = future.result()
+                    if isinstance(entry, TableEntry):
+                        loaded += 1
+                        progress(TableProgress("load", entry.name, loaded, len(manifest.tables), entry.rows))
+                        pending |= {
+                            pool.submit(build, statement) for statement in deferred.builds(entry.name)
+                        }
+    finally:
+        for connection in opened:
+            with contextlib.suppress(Exception):
+                connection.close()
+    with shadow.connection.cursor() as cursor:
+        for statement in deferred.attachments:
+            cursor.execute(statement)
+    return manifest.rows
+
+
+def swap_in(connection: BaseDatabaseWrapper, shadow: Shadow) -> None:
+    """In the caller's transaction, after the live tables were dropped: move the new ones in."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = %s::regnamespace "
+            "AND relkind IN ('r', 'p') ORDER BY relname",
+            [shadow.schema],
+        )
+        names = [str(row[0]) for row in cursor.fetchall()]
+        cursor.execute("SELECT quote_ident(current_schema())")
+        row = cursor.fetchone()
+        assert row is not None
+        target = str(row[0])
+        # Extensions the migrations installed (hstore on a new database): their types first.
+        cursor.execute(
+            "SELECT quote_ident(extname) FROM pg_extension WHERE extnamespace = %s::regnamespace",
+            [shadow.schema],
+        )
+        for (extension,) in cursor.fetchall():
+            cursor.execute(f"ALTER EXTENSION {extension} SET SCHEMA {target}")
+        for name in names:
+            cursor.execute(f"ALTER TABLE {shadow.schema}.{name} SET SCHEMA {target}")
+        cursor.execute(f"DROP SCHEMA {shadow.schema} RESTRICT")

@@ -1,0 +1,151 @@
+"""ops.pg_parallel: a PostgreSQL restore loaded on several connections, swapped in all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+
+from ops import pg_parallel
+from ops.backup import run_backup
+from ops.restore import run_restore
+from tests.fidelity import models as fm
+from tests.fidelity.data import fingerprint, populate
+from tests.ops_databases import ScratchDatabases
+
+pytestmark = pytest.mark.usefixtures("backup_dir")
+
+
+def schema_objects(alias: str) -> dict[str, list[tuple[str, ...]]]:
+    """The live schema's shape: tables, indexes, constraints (with definitions), sequences."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, relkind::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+            "ORDER BY 1"
+        )
+        relations = [tuple(map(str, row)) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = current_schema()::regnamespace ORDER BY 1, 2"
+        )
+        constraints = [tuple(map(str, row)) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = current_schema()::regnamespace "
+            "ORDER BY 1"
+        )
+        indexes = [tuple(map(str, row)) for row in cursor.fetchall()]
+    return {"relations": relations, "constraints": constraints, "indexes": indexes}
+
+
+def shadow_schemas(alias: str) -> list[str]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ops\\_restore\\_%%'")
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
+def test_parallel_restore__same_rows_and_schema_as_a_migrated_database(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source = scratch.postgres()
+    populate(source)
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    # A database that has never seen the fidelity app's hstore extension: the migrations install
+    # it in the private schema and the swap moves it into the live one.
+    target = scratch.postgres(migrated=False)
+
+    result = run_restore(target, str(archive))
+
+    assert (result.restored, result.jobs) == (True, 2)
+    assert fingerprint(target) == fingerprint(source)
+    assert schema_objects(target) == schema_objects(source)
+    assert shadow_schemas(target) == []
+    # Sequences continue after the restored ids, and the foreign keys hold.
+    assert fm.Node.objects.using(target).create(name="after").pk > fm.Node.objects.using(source).count()
+    with connections[target].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated")
+        assert cursor.fetchone()[0] == 0
+
+
+def test_parallel_restore__over_data_takes_a_safety_backup_and_replaces_everything(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source = scratch.postgres()
+    User.objects.db_manager(source).create_user("ada", "ada@example.org", "pw")
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+    User.objects.db_manager(target).create_user("other", "o@example.org", "pw")
+    with connections[target].cursor() as cursor:
+        cursor.execute("CREATE TABLE created_later (id int)")
+
+    result = run_restore(target, str(archive))
+
+    assert result.jobs == 2
+    assert result.safety_backup is not None
+    assert fingerprint(target) == fingerprint(source)
+    assert "created_later" not in connections[target].introspection.table_names()
+
+
+def test_parallel_restore__a_private_schema_left_by_a_killed_restore_is_dropped(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source = scratch.postgres()
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+    with connections[target].cursor() as cursor:
+        cursor.execute("CREATE SCHEMA ops_restore_0123456789ab")
+        cursor.execute("CREATE TABLE ops_restore_0123456789ab.auth_user (id int)")
+        cursor.execute("CREATE SCHEMA kept_by_someone")
+
+    run_restore(target, str(archive))
+
+    assert shadow_schemas(target) == []
+    with connections[target].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'kept_by_someone'")
+        assert cursor.fetchone()[0] == 1
+
+
+def test_parallel_restore__one_job_is_one_transaction_on_one_connection(
+    scratch: ScratchDatabases, tmp_path: Path, settings: Any
+) -> None:
+    source = scratch.postgres()
+    populate(source)
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+    settings.OPS = {**settings.OPS, "RESTORE_JOBS": 1}
+
+    result = run_restore(target, str(archive))
+
+    assert result.jobs == 1
+    assert fingerprint(target) == fingerprint(source)
+    assert schema_objects(target) == schema_objects(source)
+
+
+@pytest.mark.parametrize(
+    ("statement", "movable"),
+    [
+        ("CREATE TABLE t (id serial PRIMARY KEY, tags text[])", True),
+        ("CREATE EXTENSION hstore SCHEMA {schema}", True),
+        ("CREATE VIEW v AS SELECT 1 AS one", False),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", False),
+        ("CREATE TYPE mood AS ENUM ('happy', 'sad')", False),
+        ("CREATE SEQUENCE loose", False),
+    ],
+)
+def test_parallel_restore__only_what_moves_with_the_tables_may_be_built_privately(
+    scratch: ScratchDatabases, statement: str, movable: bool
+) -> None:
+    alias = scratch.postgres(migrated=False)
+    with pg_parallel.shadow_schema(alias) as shadow, shadow.connection.cursor() as cursor:
+        cursor.execute(statement.format(schema=shadow.schema))
+        cursor.execute(pg_parallel._FOREIGN_OBJECTS)
+        foreign = cursor.fetchone()[0]
+    assert (foreign == 0) == movable
+    assert shadow_schemas(alias) == []
