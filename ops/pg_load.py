@@ -15,12 +15,13 @@ import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.management.color import no_style
 from django.db import OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
+from ops.archive import CorruptArchive, Manifest, Readable, TableEntry, iter_tables
 from ops.conf import ops_setting
 from ops.cross_engine import TableConverter
 from ops.db_tables import model_tables
@@ -223,6 +224,31 @@ def reset_sequences(connection: BaseDatabaseWrapper, database: str, manifest: Ma
             cursor.execute(statement)
 
 
+def check_rows(entry: TableEntry, loaded: int) -> None:
+    if loaded != entry.rows:
+        raise CorruptArchive(
+            f"Table {entry.name} loaded {loaded} rows, the archive lists {entry.rows}. "
+            "Nothing was changed. Restore another backup."
+        )
+
+
+def copy_in(
+    cursor: Any, table: str, entry: TableEntry, stream: Readable, *, freeze: bool, whole: bool = True
+) -> int:
+    """COPY ``stream`` into ``table`` (quoted; qualified if need be) on a raw psycopg2 cursor.
+
+    ``whole``: the stream holds all of the table's rows, and their count must be the archive's.
+    Returns the rows loaded.
+    """
+    columns = ", ".join(quote_ident(column.name) for column in entry.columns)
+    option = " WITH (FREEZE)" if freeze else ""
+    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN{option}", stream, COPY_BUFFER)
+    loaded = int(cursor.rowcount)
+    if whole:
+        check_rows(entry, loaded)
+    return loaded
+
+
 def copy_tables(
     connection: BaseDatabaseWrapper,
     source: Readable,
@@ -249,19 +275,10 @@ def copy_tables(
         # of these tables until COMMIT, behind its ACCESS EXCLUSIVE lock.
         plain = plain_tables(connection, [entry.name for entry in manifest.tables])
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
-            columns = ", ".join(quote_ident(column.name) for column in entry.columns)
             stream = data if convert is None else convert(entry, data)
             # The raw psycopg2 cursor: its errors become Django's (DatabaseError) only through this.
             with connection.wrap_database_errors:
-                freeze = " WITH (FREEZE)" if entry.name in plain else ""
-                raw.copy_expert(
-                    f"COPY {quote_ident(entry.name)} ({columns}) FROM STDIN{freeze}", stream, COPY_BUFFER
-                )
-            if raw.rowcount != entry.rows:
-                raise CorruptArchive(
-                    f"Table {entry.name} loaded {raw.rowcount} rows, the archive lists {entry.rows}. "
-                    "Nothing was changed. Restore another backup."
-                )
+                copy_in(raw, quote_ident(entry.name), entry, stream, freeze=entry.name in plain)
             total += entry.rows
             progress(TableProgress("load", entry.name, index, len(manifest.tables), entry.rows))
     return total

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import queue
 import re
 import secrets
 import threading
@@ -45,12 +46,15 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
 from ops import pg_load
-from ops.archive import CorruptArchive, Manifest, TableEntry, table_at, table_offsets
+from ops.archive import Manifest, Readable, TableEntry, table_at, table_offsets
 from ops.errors import redact
 from ops.migration_state import migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress
 
 SHADOW_PREFIX = "ops_restore_"
+# A table is loaded by several COPY streams only if it is this big and holds more than a
+# RESTORE_JOBS-th of all rows: below, the streams' start-up costs more than they gain.
+_SPLIT_MIN_ROWS = 100_000
 _SIMPLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -176,6 +180,69 @@ def build(
     return rows
 
 
+class _Aborted(Exception):
+    """A stream of a split table stopped because another part of the load failed."""
+
+
+class _RowSplitter:
+    """One table's COPY text dealt to several COPY streams, whole rows at a time (a thread of its own).
+
+    COPY text ends every row with a newline (newlines inside values are escaped), so any cut after
+    a newline is a cut between rows. Streams take the next piece from one queue as they are ready:
+    memory holds a few pieces, and a stream that starts late or not at all blocks nobody.
+    """
+
+    def __init__(self, data: Iterator[bytes], streams: int) -> None:
+        self._data = data
+        self._streams = streams
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=2 * streams)
+        self._stopped = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._deal, name="ops-restore-split", daemon=True)
+        self._thread.start()
+
+    def _put(self, piece: bytes | None) -> bool:
+        while not self._stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(piece, timeout=0.1)
+                return True
+        return False
+
+    def _deal(self) -> None:
+        try:
+            rest = b""
+            for chunk in self._data:
+                chunk = rest + chunk if rest else chunk
+                cut = chunk.rfind(b"\n") + 1
+                rest = chunk[cut:]
+                if cut and not self._put(chunk[:cut]):
+                    return
+            if rest:  # not a whole row: COPY reports it
+                self._put(rest)
+            for _ in range(self._streams):
+                self._put(None)
+        except BaseException as error:
+            self.error = error
+            self._stopped.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def read(self, size: int = -1, /) -> bytes:
+        """The next piece for whichever stream asks; b"" once the table is dealt."""
+        while True:
+            if self._stopped.is_set():
+                raise self.error if self.error is not None else _Aborted()
+            try:
+                piece = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            return b"" if piece is None else piece
+
+
 def _load(
     shadow: Shadow,
     archive: BinaryIO,
@@ -187,11 +254,12 @@ def _load(
 ) -> int:
     """COPY every table, then build its indexes, on ``jobs`` connections; then attach the keys.
 
-    A table's indexes are built as soon as its rows are in, one task each, so the indexes of the
-    largest table are built side by side instead of one after the other. Each task is a transaction
-    of its own: a COPY with the TRUNCATE that lets it freeze the rows, or one CREATE INDEX (which
-    shares the table with the others). Attaching keys to their indexes and adding the foreign keys
-    lock tables exclusively: they run afterwards, on one connection.
+    Tables are loaded largest first (by rows), each in a transaction of its own with the TRUNCATE
+    that lets COPY freeze its rows. A table holding more than a ``jobs``-th of all rows is loaded
+    by ``jobs`` COPY streams at once instead (``_RowSplitter``; its rows are not frozen: that needs
+    one transaction). A table's indexes are built as soon as its rows are in, one task each, so
+    the indexes of the largest table are built side by side. Attaching keys to their indexes and
+    adding the foreign keys lock tables exclusively: they run afterwards, on one connection.
     """
     fd = archive.fileno()
     offsets = table_offsets(fd, manifest)
@@ -210,49 +278,76 @@ def _load(
                 cursor.execute("SET maintenance_work_mem = %s", [maintenance_work_mem])
         return local.connection
 
-    def copy(entry: TableEntry) -> TableEntry:
+    def qualified(entry: TableEntry) -> str:
         # Qualified: nothing a worker does may reach the live schema.
-        table = f"{shadow.schema}.{pg_load.quote_ident(entry.name)}"
+        return f"{shadow.schema}.{pg_load.quote_ident(entry.name)}"
+
+    def copy(entry: TableEntry, source: Readable | None = None) -> tuple[TableEntry, int]:
+        """COPY the whole table (``source`` None), or the rows one stream of a split table gets."""
         with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
-            # Truncated in this transaction, so COPY may write the rows frozen (see pg_load).
-            cursor.execute(f"TRUNCATE {table}")
-            freeze = " WITH (FREEZE)" if entry.name in plain else ""
-            columns = ", ".join(pg_load.quote_ident(column.name) for column in entry.columns)
-            data = table_at(fd, offsets[entry.name], entry)
-            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN{freeze}", data, pg_load.COPY_BUFFER)
-            if cursor.rowcount != entry.rows:
-                raise CorruptArchive(
-                    f"Table {entry.name} loaded {cursor.rowcount} rows, the archive lists "
-                    f"{entry.rows}. Nothing was changed. Restore another backup."
-                )
-        return entry
+            if source is None:
+                # Truncated in this transaction, so COPY may write the rows frozen (see pg_load).
+                cursor.execute(f"TRUNCATE {qualified(entry)}")
+            freeze = source is None and entry.name in plain
+            data = source if source is not None else table_at(fd, offsets[entry.name], entry)
+            return entry, pg_load.copy_in(
+                cursor, qualified(entry), entry, data, freeze=freeze, whole=source is None
+            )
 
     def build(statement: str) -> None:
         with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
             cursor.execute(statement)
 
+    total = max(1, manifest.rows)
+    order = sorted(manifest.tables, key=lambda entry: entry.rows, reverse=True)
+    split = [entry for entry in order if entry.rows >= _SPLIT_MIN_ROWS and entry.rows * jobs > total]
+    splitters: dict[str, _RowSplitter] = {}
+    streams_left: dict[str, int] = {}
+    rows_in: dict[str, int] = {}
     try:
+        with shadow.connection.cursor() as cursor:
+            for entry in split:  # data migrations may have created rows: the archive's replace them
+                cursor.execute(f"TRUNCATE {qualified(entry)}")
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ops-restore") as pool:
-            # The largest tables first: the load ends when the largest one has, not later.
-            order = sorted(manifest.tables, key=lambda entry: entry.bytes, reverse=True)
-            pending: set[Future[Any]] = {pool.submit(copy, entry) for entry in order}
+            pending: set[Future[Any]] = set()
+            for entry in order:
+                if entry in split:
+                    splitter = _RowSplitter(iter(table_at(fd, offsets[entry.name], entry)), jobs)
+                    splitters[entry.name] = splitter
+                    streams_left[entry.name] = jobs
+                    pending |= {pool.submit(copy, entry, splitter) for _ in range(jobs)}
+                else:
+                    pending.add(pool.submit(copy, entry))
             loaded = 0
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                if any(future.exception() is not None for future in done):
+                    for splitter in splitters.values():
+                        splitter.stop()
+                    for other in pending:
+                        other.cancel()
+                    wait(pending)
+                    errors = [f.exception() for f in done | pending if not f.cancelled() and f.exception()]
+                    # The cause, not the streams it stopped.
+                    raise next((e for e in errors if not isinstance(e, _Aborted)), errors[0])  # type: ignore[misc]
                 for future in done:
-                    error = future.exception()
-                    if error is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise error
-                    entry = future.result()
-                    if isinstance(entry, TableEntry):
-                        loaded += 1
-                        progress(TableProgress("load", entry.name, loaded, len(manifest.tables), entry.rows))
-                        pending |= {
-                            pool.submit(build, statement) for statement in deferred.builds(entry.name)
-                        }
+                    result = future.result()
+                    if result is None:
+                        continue  # an index built
+                    entry, rows = result
+                    rows_in[entry.name] = rows_in.get(entry.name, 0) + rows
+                    if entry.name in streams_left:
+                        streams_left[entry.name] -= 1
+                        if streams_left[entry.name]:
+                            continue
+                        splitters[entry.name].join()
+                        pg_load.check_rows(entry, rows_in[entry.name])
+                    loaded += 1
+                    progress(TableProgress("load", entry.name, loaded, len(manifest.tables), entry.rows))
+                    pending |= {pool.submit(build, statement) for statement in deferred.builds(entry.name)}
     finally:
+        for splitter in splitters.values():
+            splitter.stop()
         for connection in opened:
             with contextlib.suppress(Exception):
                 connection.close()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from django.contrib.auth.models import User
 from django.db import connections
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ops import pg_parallel
+from ops.archive import CorruptArchive
 from ops.backup import run_backup
 from ops.restore import run_restore
 from tests.fidelity import models as fm
@@ -149,3 +156,94 @@ def test_parallel_restore__only_what_moves_with_the_tables_may_be_built_privatel
         foreign = cursor.fetchone()[0]
     assert (foreign == 0) == movable
     assert shadow_schemas(alias) == []
+
+
+def test_parallel_restore__a_table_with_most_rows_is_loaded_by_several_streams(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source = scratch.postgres()
+    populate(source, big=False)
+    with connections[source].cursor() as cursor:
+        # Above _SPLIT_MIN_ROWS and most of the rows: dealt to RESTORE_JOBS COPY streams.
+        cursor.execute(
+            "INSERT INTO fidelity_node (name) SELECT 'node ' || i || E'\\ttab\\nline' "
+            "FROM generate_series(1, 150000) i"
+        )
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+    User.objects.db_manager(target).create_user("replaced", "r@example.org", "pw")
+
+    result = run_restore(target, str(archive))
+
+    assert (result.jobs, result.rows) == (2, sum(count for count, _ in fingerprint(source).values()))
+    assert fingerprint(target) == fingerprint(source)
+    assert schema_objects(target) == schema_objects(source)
+    assert fm.Node.objects.using(target).create(name="after").pk > 150000
+
+
+def _pieces(chunks: list[bytes], streams: int) -> list[list[bytes]]:
+    """What each of ``streams`` reader threads gets from a splitter fed ``chunks``."""
+    splitter = pg_parallel._RowSplitter(iter(chunks), streams)
+    got: list[list[bytes]] = [[] for _ in range(streams)]
+
+    def read(into: list[bytes]) -> None:
+        while piece := splitter.read():
+            into.append(piece)
+
+    threads = [threading.Thread(target=read, args=(into,)) for into in got]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    splitter.join()
+    return got
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.text(alphabet="ab\\\t", max_size=20), max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    streams=st.integers(min_value=1, max_value=4),
+)
+def test_row_splitter__deals_whole_rows_each_exactly_once(
+    rows: list[str], cuts: list[int], streams: int
+) -> None:
+    text = "".join(f"{row}\n" for row in rows).encode()
+    bounds = sorted({min(cut, len(text)) for cut in cuts} | {0, len(text)})
+    chunks = [text[start:end] for start, end in itertools.pairwise(bounds) if end > start]
+
+    got = _pieces(chunks, streams)
+
+    pieces = [piece for stream in got for piece in stream]
+    assert all(piece.endswith(b"\n") for piece in pieces)
+    dealt = sorted(line for piece in pieces for line in piece.decode().splitlines())
+    assert dealt == sorted(rows)
+
+
+def test_row_splitter__a_failing_source_stops_every_stream_with_its_error() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"one\n"
+        raise CorruptArchive("damaged in table t")
+
+    splitter = pg_parallel._RowSplitter(chunks(), 2)
+
+    def drain() -> None:
+        while splitter.read():
+            pass
+
+    with pytest.raises(CorruptArchive, match="damaged in table t"):
+        drain()
+    splitter.join()
+
+
+def test_row_splitter__stopped_streams_raise_and_the_dealer_ends() -> None:
+    endless = iter(lambda: b"row\n" * 1000, None)
+    splitter = pg_parallel._RowSplitter(endless, 2)
+    assert splitter.read().startswith(b"row\n")
+
+    splitter.stop()
+
+    with pytest.raises(pg_parallel._Aborted):
+        splitter.read()
+    splitter.join()
