@@ -84,7 +84,7 @@ def drop_leftovers(connection: BaseDatabaseWrapper) -> int:
 
 @contextlib.contextmanager
 def shadow_schema(database: str) -> Iterator[Shadow]:
-    """A private schema and a Django connection that sees only it; both gone on the way out."""
+    """A private schema and a Django connection that resolves names there first; both gone after."""
     main = connections[database]
     schema = SHADOW_PREFIX + secrets.token_hex(6)
     with main.cursor() as cursor:
@@ -161,7 +161,7 @@ def build(
         migrate_to_recorded(connection, manifest.migrations)
     except DatabaseError as error:
         raise ShadowUnsupported(
-            f"migrations need more than one schema ({redact(str(error).strip())})"
+            f"the migrations fail in a private schema ({redact(str(error).strip())})"
         ) from None
     with connection.cursor() as cursor:
         cursor.execute(_FOREIGN_OBJECTS)
