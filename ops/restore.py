@@ -6,10 +6,14 @@ Order of work:
    stdin), bring it to a private seekable file (decrypting it if it is age-encrypted), and verify
    it entirely: format version, manifest, every checksum. Nothing is written before this passes.
 2. Refuse a backup naming migrations this code does not have.
-3. PostgreSQL: take the advisory lock (one restore per database), then in ONE transaction: check
-   for user data (``--if-empty`` stops here), take a safety backup of what is there, drop every
-   table, migrate to exactly the backup's recorded migrations, drop indexes and constraints, COPY
-   every table in, re-create indexes and constraints, reset sequences, commit.
+3. PostgreSQL: take the advisory lock (one restore per database). With ``OPS["RESTORE_JOBS"]``
+   above 1, build the backup's database in a private schema on that many connections
+   (ops/pg_parallel.py: migrations to the backup's recorded state, COPY, indexes, constraints,
+   sequences). Then in ONE transaction: check for user data (``--if-empty`` stops here), take a
+   safety backup of what is there, drop every table, and move the private schema's tables in.
+   Where the private schema cannot hold the backup, or with one job, that transaction does the
+   whole load itself instead: migrate to exactly the recorded migrations, drop indexes and
+   constraints, COPY every table in, re-create indexes and constraints, reset sequences.
    SQLite: build a new file beside the old one and swap it in (ops/sqlite_load.py).
 4. Migrate forward to the code's migrations (unless ``migrate=False``).
 """
