@@ -161,7 +161,7 @@ def parse_media_value(value: str | None, context: MediaContext) -> MediaValue:
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-./]*")
 
 
-def _is_plain_canonical(value: str, context: MediaContext) -> bool:
+def is_plain_canonical(value: str, context: MediaContext) -> bool:
     """The common case of a scan (an already canonical name), decided without the full parse."""
     if context.kind is StorageKind.CLOUDINARY_FIELD or not _PLAIN_NAME.fullmatch(value):
         return False
@@ -175,7 +175,7 @@ def _is_plain_canonical(value: str, context: MediaContext) -> bool:
 
 
 def _parse(value: str | None, context: MediaContext, *, fast: bool = True) -> MediaValue:
-    if fast and value is not None and _is_plain_canonical(value, context):
+    if fast and value is not None and is_plain_canonical(value, context):
         return MediaValue(MediaCategory.CANONICAL, value, reason="storage name")
     if value is None or not value.strip():
         return MediaValue(MediaCategory.EMPTY, reason="no file")

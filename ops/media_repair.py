@@ -47,6 +47,7 @@ from ops.media_refs import (
     MediaContext,
     StorageKind,
     cloudinary_field_context,
+    is_plain_canonical,
     media_context_for,
     parse_media_value,
     remote_keys,
@@ -509,6 +510,14 @@ def _flush(
 def _classify(
     old: str | None, column: MediaColumn, existence: _Existence | None, options: RepairOptions
 ) -> tuple[str, str | None, str]:
+    if (
+        existence is None
+        and old is not None
+        and is_plain_canonical(old, column.context)
+        and (column.max_length is None or len(old) <= column.max_length)
+    ):
+        # The bulk of a scan, decided without building a MediaValue (a fifth of a dry run's time).
+        return CANONICAL, None, "storage name"
     parsed = parse_media_value(old, column.context)
     category = parsed.category
     if category is MediaCategory.EMPTY:
