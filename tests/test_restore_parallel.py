@@ -247,3 +247,24 @@ def test_row_splitter__stopped_streams_raise_and_the_dealer_ends() -> None:
     with pytest.raises(pg_parallel._Aborted):
         splitter.read()
     splitter.join()
+
+
+def test_parallel_restore__falls_back_to_one_transaction_when_the_private_schema_cannot_hold_it(
+    scratch: ScratchDatabases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = scratch.postgres()
+    populate(source)
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+    User.objects.db_manager(target).create_user("replaced", "r@example.org", "pw")
+    # As if the migrations had created a view there (the catalog check's verdict; the rest is real).
+    monkeypatch.setattr(pg_parallel, "_FOREIGN_OBJECTS", "SELECT 1")
+
+    result = run_restore(target, str(archive))
+
+    assert (result.restored, result.jobs) == (True, 1)
+    assert result.safety_backup is not None
+    assert fingerprint(target) == fingerprint(source)
+    assert schema_objects(target) == schema_objects(source)
+    assert shadow_schemas(target) == []
