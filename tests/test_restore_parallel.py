@@ -54,13 +54,19 @@ def shadow_schemas(alias: str) -> list[str]:
         return [str(row[0]) for row in cursor.fetchall()]
 
 
-def test_parallel_restore__same_rows_and_schema_as_a_migrated_database(
-    scratch: ScratchDatabases, tmp_path: Path
-) -> None:
+def populated_backup(scratch: ScratchDatabases, tmp_path: Path) -> tuple[str, Path]:
+    """A database holding the fidelity app's data, and a backup of it in a file."""
     source = scratch.postgres()
     populate(source)
     archive = tmp_path / "a.kidoo-backup"
     run_backup(source, output=str(archive))
+    return source, archive
+
+
+def test_parallel_restore__same_rows_and_schema_as_a_migrated_database(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source, archive = populated_backup(scratch, tmp_path)
     # A database that has never seen the fidelity app's hstore extension: the migrations install
     # it in the private schema and the swap moves it into the live one.
     target = scratch.postgres(migrated=False)
@@ -121,10 +127,7 @@ def test_parallel_restore__a_private_schema_left_by_a_killed_restore_is_dropped(
 def test_parallel_restore__one_job_is_one_transaction_on_one_connection(
     scratch: ScratchDatabases, tmp_path: Path, settings: Any
 ) -> None:
-    source = scratch.postgres()
-    populate(source)
-    archive = tmp_path / "a.kidoo-backup"
-    run_backup(source, output=str(archive))
+    source, archive = populated_backup(scratch, tmp_path)
     target = scratch.postgres()
     settings.OPS = {**settings.OPS, "RESTORE_JOBS": 1}
 
@@ -252,10 +255,7 @@ def test_row_splitter__stopped_streams_raise_and_the_dealer_ends() -> None:
 def test_parallel_restore__falls_back_to_one_transaction_when_the_private_schema_cannot_hold_it(
     scratch: ScratchDatabases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = scratch.postgres()
-    populate(source)
-    archive = tmp_path / "a.kidoo-backup"
-    run_backup(source, output=str(archive))
+    source, archive = populated_backup(scratch, tmp_path)
     target = scratch.postgres()
     User.objects.db_manager(target).create_user("replaced", "r@example.org", "pw")
     # As if the migrations had created a view there (the catalog check's verdict; the rest is real).
