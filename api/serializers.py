@@ -2,7 +2,7 @@
 
 Every file field leaves through ``public_media_url``: the site's data holds media values in several
 legacy shapes, and a URL built any other way is how images broke with a double prefix. The shapes
-are told apart by ``ops.media_refs``, the parser ``normalize_media_urls`` repairs them with, so
+are told apart by ``ops.media.refs``, the parser ``normalize_media_urls`` repairs them with, so
 what the API serves and what the command writes back never disagree.
 """
 
@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.utils.functional import LazyObject, empty
 
 from api.models import Announcement, Event, GalleryAlbum, GalleryImage, Program, Teacher, Testimonial
-from ops.media_refs import MediaCategory, MediaContext, media_context_for, parse_media_value
+from ops.media.refs import MediaCategory, MediaContext, media_context_for, parse_media_value
 
 JsonDict = dict[str, Any]
 
@@ -40,7 +40,7 @@ def _concrete(storage: Storage) -> Storage:
 
 
 def media_context(storage: Storage) -> MediaContext:
-    """What ``storage`` makes of a stored value (``ops.media_refs``), built once per storage."""
+    """What ``storage`` makes of a stored value (``ops.media.refs``), built once per storage."""
     storage = _concrete(storage)
     cached = _contexts.get(id(storage))
     if cached is not None and cached[0] is storage:
@@ -63,7 +63,7 @@ def public_media_url(
 ) -> str | None:
     """The public absolute URL of a stored media value, or None when there is no usable file.
 
-    Classified by ``ops.media_refs.parse_media_value`` against ``storage`` (else the field's own
+    Classified by ``ops.media.refs.parse_media_value`` against ``storage`` (else the field's own
     storage, else ``default_storage``):
 
     - a storage name, or a legacy shape of one (a full delivery URL of this account, MEDIA_URL glued

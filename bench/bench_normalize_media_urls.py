@@ -131,7 +131,7 @@ def naive_worker(sample: int) -> None:
 
     django.setup()
     from bench.mediabench.models import Picture
-    from ops.media_refs import MediaCategory, media_context_for, parse_media_value
+    from ops.media.refs import MediaCategory, media_context_for, parse_media_value
 
     fields = [Picture._meta.get_field("image"), Picture._meta.get_field("document")]
     contexts = {f.name: media_context_for(f.storage) for f in fields}  # type: ignore[attr-defined]

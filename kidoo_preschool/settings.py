@@ -79,8 +79,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: answers Render's /healthz probe before Host checks and HTTPS redirects (ops/middleware.py).
-    "ops.middleware.HealthzMiddleware",
+    # First: answers Render's /healthz probe before Host checks and HTTPS redirects
+    # (ops/health/middleware.py).
+    "ops.health.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",

@@ -1,4 +1,4 @@
-"""Backups: one consistent snapshot of the database, streamed into an archive (ops/archive.py).
+"""Backups: one consistent snapshot of the database, streamed into an archive (ops/archive/format.py).
 
 PostgreSQL: one ``REPEATABLE READ, READ ONLY`` transaction (what pg_dump uses) sees every table
 at one instant; each table is streamed with ``COPY ... TO STDOUT`` straight into the zstd
@@ -6,10 +6,10 @@ compressor, so memory does not grow with the database. No pg_dump binary is invo
 
 SQLite: the sqlite3 online-backup API copies the database into a private temporary file first,
 and the tables are read from that copy (a consistent snapshot even while the site writes); rows
-are encoded to PostgreSQL's COPY text in Python (ops/copy_text.py), so both engines write one
+are encoded to PostgreSQL's COPY text in Python (ops/archive/copy_text.py), so both engines write one
 format.
 
-Where it goes: the configured repository (ops/repository.py, parts + manifest written last, age-
+Where it goes: the configured repository (ops/repository/backups.py, parts + manifest written last, age-
 encrypted when keys are configured), one file (``-o PATH``, temp file + fsync + rename), or a
 stream (``-o -``).
 """
@@ -30,17 +30,17 @@ import django
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive import ArchiveWriter, Column, Manifest, TableEntry, Writable
-from ops.archive_files import atomic_file, output_path
+from ops.archive.copy_text import encode_rows
+from ops.archive.files import atomic_file, output_path
+from ops.archive.format import ArchiveWriter, Column, Manifest, TableEntry, Writable
 from ops.conf import ops_setting
-from ops.copy_text import encode_rows
-from ops.db_tables import ModelTable, model_tables
-from ops.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
+from ops.engines.pg_load import quote_ident
+from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.media_backup import MediaOptions, recording_media
-from ops.pg_load import quote_ident
+from ops.media.backup import MediaOptions, recording_media
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository import BackupRepository, configured_repository, new_backup_name
+from ops.repository.backups import BackupRepository, configured_repository, new_backup_name
+from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
 
 _COPY_BUFFER = 1024 * 1024
 _SQLITE_BATCH = 2000
@@ -59,7 +59,7 @@ class BackupResult:
     # True: the database held no user data and nothing was written (``skip_empty``); see message.
     skipped: bool = False
     message: str = ""
-    # Repository backups: the media manifest's counts (ops/media_backup.py), None otherwise.
+    # Repository backups: the media manifest's counts (ops/media/backup.py), None otherwise.
     media: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def backup_to_repository(
 
     ``require_data``: if the snapshot turns out to hold no user data, raise EmptyDatabase and leave
     nothing in the repository (the verdict of the snapshot itself, not of an earlier look).
-    ``media``: also record the media files the database references (ops/media_backup.py).
+    ``media``: also record the media files the database references (ops/media/backup.py).
     """
     name = new_backup_name(reason)
     keys = encryption_keys_from_environment()

@@ -8,13 +8,13 @@ Order of work:
 2. Refuse a backup naming migrations this code does not have.
 3. PostgreSQL: take the advisory lock (one restore per database). With ``OPS["RESTORE_JOBS"]``
    above 1, build the backup's database in a private schema on that many connections
-   (ops/pg_parallel.py: migrations to the backup's recorded state, COPY, indexes, constraints,
+   (ops/engines/pg_parallel.py: migrations to the backup's recorded state, COPY, indexes, constraints,
    sequences). Then in ONE transaction: check for user data (``--if-empty`` stops here), take a
    safety backup of what is there, drop every table, and move the private schema's tables in.
    Where the private schema cannot hold the backup, or with one job, that transaction does the
    whole load itself instead: migrate to exactly the recorded migrations, drop indexes and
    constraints, COPY every table in, re-create indexes and constraints, reset sequences.
-   SQLite: build a new file beside the old one and swap it in (ops/sqlite_load.py).
+   SQLite: build a new file beside the old one and swap it in (ops/engines/sqlite_load.py).
 4. Migrate forward to the code's migrations (unless ``migrate=False``).
 """
 
@@ -36,18 +36,18 @@ from django.core.management import call_command
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops import pg_load, pg_parallel
-from ops.archive import Manifest, Readable, verify_archive
+from ops.archive.format import Manifest, Readable, verify_archive
 from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
 from ops.conf import ops_setting
-from ops.cross_engine import TableConverter, plan_conversion
-from ops.db_tables import ModelTable, model_tables
-from ops.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.engines import pg_load, pg_parallel
+from ops.engines.cross_engine import TableConverter, plan_conversion
+from ops.engines.migration_state import check_known, migrate_to_recorded
+from ops.engines.sqlite_load import restore_sqlite
+from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.migration_state import check_known, migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository import BackupNotFound, BackupRepository, configured_repository
-from ops.sqlite_load import restore_sqlite
+from ops.repository.backups import BackupNotFound, BackupRepository, configured_repository
+from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
 
 Confirm = Callable[[str], bool]
 

@@ -1,4 +1,4 @@
-"""ops.archive: the format round-trips, and any damage is refused by the verification pass."""
+"""ops.archive.format: the format round-trips, and any damage is refused by the verification pass."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ops.archive import (
+from ops.archive.copy_text import decode_lines, encode_rows
+from ops.archive.format import (
     FORMAT_VERSION,
     HEADER,
     ArchiveWriter,
@@ -21,7 +22,6 @@ from ops.archive import (
     iter_tables,
     verify_archive,
 )
-from ops.copy_text import decode_lines, encode_rows
 
 ROWS = [
     (1, "tab\there", None, b"\x00\xff" + bytes(range(256))),

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ops import backup as backup_module
-from ops.archive import verify_archive
+from ops.archive.format import verify_archive
 from ops.backup import run_backup
-from ops.repository import configured_repository
+from ops.repository.backups import configured_repository
 from tests.fidelity import models as fm
 from tests.ops_databases import ScratchDatabases
 from tests.scratch_databases import extra_database

@@ -16,11 +16,11 @@ from django.core.management import call_command
 from pyrage import x25519
 
 from ops.backup import backup_to_repository
-from ops.db_tables import model_tables
+from ops.engines.tables import model_tables
 from ops.errors import OpsError
-from ops.object_stores import CloudinaryStore, RetryPolicy
-from ops.repository import BackupRepository, configured_repository
-from ops.verify import verify_backup
+from ops.repository.backups import BackupRepository, configured_repository
+from ops.repository.stores import CloudinaryStore, RetryPolicy
+from ops.repository.verify import verify_backup
 from tests.cloudinary_emulator import CloudinaryEmulator
 from tests.fidelity import models as fm
 from tests.ops_databases import ScratchDatabases

@@ -19,9 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from ops.archive import verify_archive
+from ops.archive.format import verify_archive
 from ops.backup import run_backup
-from ops.pg_load import _lock_key
+from ops.engines.pg_load import _lock_key
 from ops.restore import run_restore
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint
@@ -34,8 +34,8 @@ START_BALANCE = 1000
 
 def _column_sums(path: Path) -> dict[str, int]:
     """Sum of the balance columns of the two account tables, read back from the archive."""
-    from ops.archive import iter_tables
-    from ops.copy_text import decode_lines
+    from ops.archive.copy_text import decode_lines
+    from ops.archive.format import iter_tables
 
     wanted = {"fidelity_everything": "big", "Awkward Table": "camelCase"}
     sums: dict[str, int] = {}
@@ -209,7 +209,7 @@ def test_restore__sigkill_mid_load_leaves_the_database_unchanged(
     assert process.returncode == -signal.SIGKILL
     assert fingerprint(target) == before
     # The lock died with the process: the next restore goes through, and drops the private schema
-    # the killed one was loading (ops/pg_parallel.py).
+    # the killed one was loading (ops/engines/pg_parallel.py).
     assert run_restore(target, str(archive)).restored
     with connections[target].cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ops\\_restore\\_%'")

@@ -1,4 +1,4 @@
-"""`backup --list` and `backup --verify` (ops/backup_list.py, ops/verify.py), local folder and Cloudinary."""
+"""`backup --list` and `backup --verify` (ops/repository/listing.py, verify.py), locally and on Cloudinary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from pyrage import x25519
 
-from ops.repository import configured_repository, default_namespace
+from ops.repository.backups import configured_repository, default_namespace
 from tests.cloudinary_emulator import CloudinaryEmulator
 from tests.commands import failing_command, run_command
 from tests.fidelity import models as fm

@@ -21,9 +21,9 @@ from django.core.management import call_command
 from django.db import connections, models, transaction
 from django.test import Client
 
-from ops.archive import Column, TableEntry
+from ops.archive.format import Column, TableEntry
 from ops.backup import run_backup
-from ops.cross_engine import (
+from ops.engines.cross_engine import (
     ConvertedTable,
     UnsupportedColumns,
     _datetime_to_sqlite,
@@ -419,7 +419,7 @@ def test_cross_engine__a_backup_at_older_migrations_is_loaded_there_then_migrate
     [{"tab\t": "new\nline\r\\N \\ é😀\x01"}, [], {}, "\\", None, 2**70, [1.5, {"b": [[]]}], '"quoted"'],
 )
 def test_json__any_value_in_copy_text_becomes_what_django_writes_on_sqlite(value: Any) -> None:
-    from ops.copy_text import decode_field, encode_value
+    from ops.archive.copy_text import decode_field, encode_value
 
     as_postgresql_prints_it = encode_value(json.dumps(value, ensure_ascii=False))
 

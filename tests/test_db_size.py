@@ -1,4 +1,4 @@
-"""ops.db_size and the db_size command, on real PostgreSQL and SQLite (and the Cloudinary emulator)."""
+"""ops.health.db_size and the db_size command, on real PostgreSQL and SQLite (and the Cloudinary emulator)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from ops import db_size
 from ops.errors import OpsConfigurationError
+from ops.health import db_size
 from ops.models import SizeSample
 from tests.scratch_databases import extra_database, sqlite_entry
 

@@ -18,8 +18,8 @@ from django.db import connections
 from pyrage import x25519
 
 from ops.backup import EmptyDatabase, backup_to_repository
-from ops.db_tables import model_tables
-from ops.repository import configured_repository
+from ops.engines.tables import model_tables
+from ops.repository.backups import configured_repository
 from tests.cloudinary_emulator import CloudinaryEmulator
 from tests.commands import failing_command, run_command
 from tests.fidelity import models as fm

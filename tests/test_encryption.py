@@ -1,4 +1,4 @@
-"""ops.encryption: streaming age encryption, readable by pyrage's own API and the age CLI."""
+"""ops.repository.encryption: streaming age encryption, readable by pyrage's own API and the age CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pyrage
 import pytest
 from pyrage import x25519
 
-from ops.encryption import (
+from ops.errors import OpsConfigurationError
+from ops.repository.encryption import (
     DecryptionError,
     EncryptionKeys,
     decrypt_bytes,
@@ -29,7 +30,6 @@ from ops.encryption import (
     parse_recipients,
     prepare_encryption,
 )
-from ops.errors import OpsConfigurationError
 
 
 def encrypt(data: bytes, recipients: list[x25519.Recipient], chunk: int = 65536) -> bytes:

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from ops import liveness
+from ops.health import liveness
 from tests.postgres_server import ThrowawayPostgresServer, throwaway_cluster
 from tests.scratch_databases import extra_database
 
@@ -108,7 +108,9 @@ def test_healthz__answers_plain_http_with_ssl_redirect_on_and_an_ip_host(
 
 @pytest.mark.django_db
 def test_healthz__served_by_the_urlconf_without_the_middleware(client: Client, settings: Any) -> None:
-    settings.MIDDLEWARE = [m for m in django_settings.MIDDLEWARE if m != "ops.middleware.HealthzMiddleware"]
+    settings.MIDDLEWARE = [
+        m for m in django_settings.MIDDLEWARE if m != "ops.health.middleware.HealthzMiddleware"
+    ]
     settings.SECURE_SSL_REDIRECT = True
     settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
@@ -144,7 +146,7 @@ def test_healthz__503_when_postgresql_stops_then_recovers_by_itself(
         "HEALTHZ_DATABASE": outage_alias,
         "HEALTHZ_DB_TIMEOUT": 2.0,
         "HEALTHZ_CACHE_SECONDS": 0.5,
-        "HEALTH_CHECKS": [("ops.health_checks.DatabaseCheck", {"database": outage_alias})],
+        "HEALTH_CHECKS": [("ops.health.checks.DatabaseCheck", {"database": outage_alias})],
     }
     assert client.get("/healthz").status_code == 200
 
@@ -184,7 +186,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _quick_checks(settings: Any, *extra: object) -> None:
     settings.OPS = {
-        "HEALTH_CHECKS": ["ops.health_checks.DiskUsageCheck", "ops.health_checks.MemoryCheck", *extra],
+        "HEALTH_CHECKS": ["ops.health.checks.DiskUsageCheck", "ops.health.checks.MemoryCheck", *extra],
         "HEALTH_MEMORY_MIN_MB": 1,
         "HEALTH_DISK_USAGE_MAX": 100,
     }
@@ -236,7 +238,7 @@ def test_health_details__unhealthy_is_503_without_hosts_versions_or_traces(
     outage_server: ThrowawayPostgresServer,
     outage_alias: str,
 ) -> None:
-    _quick_checks(settings, ("ops.health_checks.DatabaseCheck", {"database": outage_alias}))
+    _quick_checks(settings, ("ops.health.checks.DatabaseCheck", {"database": outage_alias}))
     settings.OPS = {**settings.OPS, "HEALTH_DISK_PATH": "/var/lib/postgresql-secret-path"}
     outage_server.stop()
     try:

@@ -1,4 +1,4 @@
-"""Media in backups (ops/media_backup.py): the manifest, --with-media, restore --media / --media-only.
+"""Media in backups (ops/media/backup.py): the manifest, --with-media, restore --media / --media-only.
 
 Real PostgreSQL, FileSystemStorage in a MEDIA_ROOT of the test, and the Cloudinary emulator behind
 the real SDK and django-cloudinary-storage.
@@ -24,8 +24,8 @@ from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.storage import document_storage
 from ops.backup import run_backup
-from ops.media_backup import read_media_manifest, restore_media
-from ops.repository import configured_repository
+from ops.media.backup import read_media_manifest, restore_media
+from ops.repository.backups import configured_repository
 from tests.cloudinary_emulator.emulator import CloudinaryEmulator
 from tests.commands import fetch_status, run_command
 from tests.mediaapp.models import Poster

@@ -1,4 +1,4 @@
-"""ops.media_refs: every stored media shape, classified; canonical values are fixed points."""
+"""ops.media.refs: every stored media shape, classified; canonical values are fixed points."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ops import media_refs
-from ops.media_refs import (
+from ops.media import refs as media_refs
+from ops.media.refs import (
     MediaCategory,
     MediaContext,
     MediaValue,

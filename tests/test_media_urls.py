@@ -1,6 +1,6 @@
 """api.serializers.public_media_url: every stored shape becomes one correct, absolute URL.
 
-The shapes are classified by ops.media_refs (tested on its own in test_media_refs.py); these tests
+The shapes are classified by ops.media.refs (tested on its own in test_media_refs.py); these tests
 check what the API makes of each class, and that it agrees with what normalize_media_urls writes.
 """
 
@@ -17,7 +17,7 @@ from django.test import RequestFactory
 from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.serializers import media_context, public_media_url
-from ops.media_refs import MediaCategory, media_context_for, parse_media_value
+from ops.media.refs import MediaCategory, media_context_for, parse_media_value
 
 CLOUDINARY_URL = "https://res.cloudinary.com/demo/image/upload/v1/media/gallery/x"
 

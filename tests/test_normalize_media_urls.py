@@ -28,12 +28,12 @@ from pyrage import x25519
 from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.storage import document_storage
-from ops.encryption import AGE_MAGIC
 from ops.errors import OpsConfigurationError, OpsError
-from ops.media_repair import RepairOptions, ReportRow, UndoLog, repair_media
-from ops.object_stores import LocalFolderStore
-from ops.repository import BackupRepository, configured_repository
-from ops.undo_logs import store_undo_log, undo_log_lines
+from ops.media.repair import RepairOptions, ReportRow, UndoLog, repair_media
+from ops.media.undo_logs import store_undo_log, undo_log_lines
+from ops.repository.backups import BackupRepository, configured_repository
+from ops.repository.encryption import AGE_MAGIC
+from ops.repository.stores import LocalFolderStore
 from tests.commands import fetch_status
 from tests.mediaapp.models import Poster
 

@@ -1,4 +1,4 @@
-"""ops.object_stores: a local folder, a Django storage alias, and Cloudinary (via the emulator)."""
+"""ops.repository.stores: a local folder, a Django storage alias, and Cloudinary (via the emulator)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import cloudinary.utils
 import pytest
 
 from ops.errors import OpsConfigurationError
-from ops.object_stores import (
+from ops.repository.stores import (
     FREE_PLAN_RAW_MAX_BYTES,
     CloudinaryStore,
     DjangoStorageStore,

@@ -1,4 +1,4 @@
-"""Retention applied to a repository: `backup --prune`, `--prune-only`, `--dry-run` (ops/prune.py)."""
+"""Retention applied to a repository: `backup --prune`, `--prune-only`, `--dry-run` (repository/prune.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from ops.object_stores import LocalFolderStore, StoreError
-from ops.prune import configured_policy, prune_repository
-from ops.repository import BackupRepository, configured_repository, new_backup_name
-from ops.retention import RetentionPolicy
+from ops.repository.backups import BackupRepository, configured_repository, new_backup_name
+from ops.repository.prune import configured_policy, prune_repository
+from ops.repository.retention import RetentionPolicy
+from ops.repository.stores import LocalFolderStore, StoreError
 from tests.commands import run_command
 from tests.ops_databases import ScratchDatabases
 

@@ -1,4 +1,4 @@
-"""ops.repository: named backups as checksummed parts with a manifest written last."""
+"""ops.repository.backups: named backups as checksummed parts with a manifest written last."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 from pyrage import x25519
 
-from ops.encryption import EncryptionKeys, decrypting, decryption_identities, encrypting, prepare_encryption
 from ops.errors import OpsConfigurationError
-from ops.object_stores import CloudinaryStore, LocalFolderStore, RetryPolicy
-from ops.repository import (
+from ops.repository.backups import (
     BackupNotFound,
     BackupRepository,
     CorruptBackup,
@@ -23,6 +21,14 @@ from ops.repository import (
     default_namespace,
     new_backup_name,
 )
+from ops.repository.encryption import (
+    EncryptionKeys,
+    decrypting,
+    decryption_identities,
+    encrypting,
+    prepare_encryption,
+)
+from ops.repository.stores import CloudinaryStore, LocalFolderStore, RetryPolicy
 from tests.cloudinary_emulator import CloudinaryEmulator
 
 

@@ -1,4 +1,4 @@
-"""ops.pg_parallel: a PostgreSQL restore loaded on several connections, swapped in all at once."""
+"""ops.engines.pg_parallel: a PostgreSQL restore loaded on several connections, swapped in all at once."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from django.db import connections
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ops import pg_parallel
-from ops.archive import CorruptArchive
+from ops.archive.format import CorruptArchive
 from ops.backup import run_backup
+from ops.engines import pg_parallel
 from ops.restore import run_restore
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint, populate

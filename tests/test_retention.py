@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ops.retention import RetentionPolicy, plan_retention
+from ops.repository.retention import RetentionPolicy, plan_retention
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

@@ -5,17 +5,17 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.backup import BackupResult, run_backup
-from ops.backup_list import backup_record, backups_table, human_size
 from ops.errors import OpsError, as_command_error
-from ops.media_backup import verify_media
+from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
-from ops.prune import PruneResult, prune_repository
-from ops.repository import configured_repository
-from ops.verify import verify_backup
+from ops.repository.backups import configured_repository
+from ops.repository.listing import backup_record, backups_table, human_size
+from ops.repository.prune import PruneResult, prune_repository
+from ops.repository.verify import verify_backup
 
 
 def media_text(media: dict[str, Any]) -> str:
-    """What the summary line says of a backup's media (ops/media_backup.py): counts only."""
+    """What the summary line says of a backup's media (ops/media/backup.py): counts only."""
     problems = [f"{media[key]} {key}" for key in ("missing", "unchecked") if media.get(key)]
     state = f"; {', '.join(problems)}" if problems else ""
     stored = f", {media['stored_files']} stored" if media.get("with_files") else ""

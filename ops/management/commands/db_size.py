@@ -3,8 +3,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from ops import db_size
 from ops.errors import OpsError, as_command_error
+from ops.health import db_size
 
 
 class Command(BaseCommand):

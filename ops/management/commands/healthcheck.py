@@ -2,8 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ops import health
 from ops.errors import OpsError, as_command_error
+from ops.health import runner as health
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.errors import OpsError, as_command_error
-from ops.media_repair import CATEGORIES, RepairOptions, UndoResult, repair_media, undo_media_repair
+from ops.media.repair import CATEGORIES, RepairOptions, UndoResult, repair_media, undo_media_repair
 
 LABELS = {
     "canonical": "canonical",

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.errors import OpsError, as_command_error
-from ops.media_backup import MediaRestoreResult, restore_media
+from ops.media.backup import MediaRestoreResult, restore_media
 from ops.progress import ProgressPrinter
 from ops.restore import run_restore
 

@@ -1,7 +1,7 @@
 """normalize_media_urls' undo logs, kept in the backup repository beside the backups.
 
 During a run the undo log is a local file: the write-ahead log, fsynced before each batch commits.
-At the end of the run it is stored in the configured repository (ops/repository.py) as
+At the end of the run it is stored in the configured repository (ops/repository/backups.py) as
 ``undo/<file name>.zst`` (zstd: JSON lines of media names shrink about tenfold), ``.zst.age`` when
 backup encryption keys are configured, so that it outlives the instance's disk (a Render instance's
 is gone at the next deploy) and is as private as the backups. A log larger than the store's object
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import zstandard
 
-from ops.encryption import AGE_MAGIC, decrypt_bytes, encrypt_bytes, encryption_keys_from_environment
+from ops.repository.encryption import AGE_MAGIC, decrypt_bytes, encrypt_bytes, encryption_keys_from_environment
 from ops.errors import OpsConfigurationError, OpsError
-from ops.object_stores import ObjectNotFound, ObjectStore, check_key
-from ops.repository import UNDO_PREFIX, BackupRepository, PartInfo, configured_repository, fetch_part
+from ops.repository.stores import ObjectNotFound, ObjectStore, check_key
+from ops.repository.backups import UNDO_PREFIX, BackupRepository, PartInfo, configured_repository, fetch_part
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARTS_SUFFIX = ".parts"

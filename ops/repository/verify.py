@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ops.archive import Manifest, Readable, verify_archive
-from ops.encryption import decrypting, decryption_identities, is_age_encrypted
-from ops.repository import BackupInfo, BackupRepository, CorruptBackup, PartsReader
+from ops.archive.format import Manifest, Readable, verify_archive
+from ops.repository.backups import BackupInfo, BackupRepository, CorruptBackup, PartsReader
+from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def verify_backup(
     if identities is None:
         manifest = verify_archive(source, what=what)
     else:
-        # A damaged part raises CorruptBackup through the decryption (ops/encryption.py).
+        # A damaged part raises CorruptBackup through the decryption (ops/repository/encryption.py).
         with decrypting(source, identities) as plaintext:
             manifest = verify_archive(plaintext, what=what)
     _check_summary(backup, manifest)

@@ -33,7 +33,7 @@ Decisions:
   snapshot, so the manifest names exactly the files the archived rows reference. SQLite's archive
   reads a private copy; the references are read from the live file just after (a row written in
   between may be missing from the manifest; such a file is not lost, only not listed).
-- Cost on Cloudinary: existence and details come from ``ops.media_remote.RemoteExistence``:
+- Cost on Cloudinary: existence and details come from ``ops.media.remote.RemoteExistence``:
   folder listings (500 a call) and ``resources_by_ids`` (100 a call), never a call per file; the
   number spent is in the summary. Downloads use signed private download URLs (not Admin API calls).
 - FileSystemStorage: the size from ``stat``; the SHA-256 only where it is free (the stored files'
@@ -76,13 +76,13 @@ from django.core.files import File
 from django.db import connections, models, transaction
 
 from ops.conf import ops_setting
-from ops.encryption import ByteReader, decrypting, decryption_identities, encrypting
+from ops.repository.encryption import ByteReader, decrypting, decryption_identities, encrypting
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.media_refs import StorageKind, parse_media_value, remote_keys
-from ops.media_remote import RateLimitReached, RemoteExistence, RemoteKey
-from ops.media_repair import MediaColumn, _local_original, discover_columns, stream_rows
-from ops.object_stores import RetryPolicy, _is_transient
-from ops.repository import (
+from ops.media.refs import StorageKind, parse_media_value, remote_keys
+from ops.media.remote import RateLimitReached, RemoteExistence, RemoteKey
+from ops.media.repair import MediaColumn, _local_original, discover_columns, stream_rows
+from ops.repository.stores import RetryPolicy, _is_transient
+from ops.repository.backups import (
     BackupInfo,
     BackupRepository,
     BackupUnderConstruction,

@@ -7,7 +7,7 @@ Layout (all integers big-endian)::
     frames   kind (1 byte) + u32 payload length + payload, in this order per table:
                b"T"  table start: JSON {"table", "columns"}
                b"D"  data: a piece of one zstd frame (content checksum on) holding the table's
-                     rows in PostgreSQL COPY text format (ops/copy_text.py), any number of these
+                     rows in PostgreSQL COPY text format (ops/archive/copy_text.py), any number of these
                b"E"  table end: JSON {"rows", "bytes", "sha256"} of the table's D payloads
              then once:
                b"M"  the manifest: JSON (format version, created_at UTC, database vendor and
@@ -20,8 +20,8 @@ memory independent of the database's size; a reader verifies it in one sequentia
 (``verify_archive``) and loads it in a second (``iter_tables``). Each table is its own zstd
 frame, so a table decompresses on its own.
 
-Layers, outermost first: a repository (ops/repository.py) stores the bytes, optionally
-age-encrypted (ops/encryption.py) around this format; this module neither knows nor cares.
+Layers, outermost first: a repository (ops/repository/backups.py) stores the bytes, optionally
+age-encrypted (ops/repository/encryption.py) around this format; this module neither knows nor cares.
 """
 
 from __future__ import annotations

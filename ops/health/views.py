@@ -16,10 +16,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from ops.conf import ops_setting
-from ops.health import configured_checks, health_token, run_checks
-from ops.liveness import database_liveness
+from ops.health.liveness import database_liveness
+from ops.health.runner import configured_checks, health_token, run_checks
 
-logger = logging.getLogger("ops.health")
+logger = logging.getLogger("ops.health.runner")
 
 
 def healthz_response(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ database *beside* the live one, in a private schema ``ops_restore_<hex>``, and s
 1. migrations to the backup's recorded state, on a connection whose ``search_path`` is the private
    schema and then the live ones (for the types of extensions installed there); every name used
    resolves in the private schema first, and its ``django_migrations`` exists before any migration
-   runs. Then indexes and constraints are dropped (ops/pg_load.py);
+   runs. Then indexes and constraints are dropped (ops/engines/pg_load.py);
 2. ``RESTORE_JOBS`` worker connections COPY the tables in, largest first, and build each table's
    indexes (its keys' too) as soon as its rows are in, each in a transaction of its own; then, on
    one connection, the keys are attached to their indexes, the foreign keys added and validated,
@@ -21,7 +21,7 @@ Nothing of the live schema is written before step 3, which is one transaction: a
 before its COMMIT leaves the database as it was. A private schema left by a killed restore is
 dropped by the next restore of that database (under the same advisory lock).
 
-``ShadowUnsupported`` sends the caller back to the one-connection load (ops/pg_load.py) when the
+``ShadowUnsupported`` sends the caller back to the one-connection load (ops/engines/pg_load.py) when the
 private schema cannot hold the backup: no right to create a schema, a ``search_path`` naming
 schemas that need quoting, migrations that fail there, or that create anything but tables and
 relocatable extensions (views, functions, types would not move with the tables).
@@ -45,10 +45,10 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
-from ops import pg_load
-from ops.archive import Manifest, Readable, TableEntry, table_at, table_offsets
+from ops.archive.format import Manifest, Readable, TableEntry, table_at, table_offsets
+from ops.engines import pg_load
+from ops.engines.migration_state import migrate_to_recorded
 from ops.errors import redact
-from ops.migration_state import migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress
 
 SHADOW_PREFIX = "ops_restore_"

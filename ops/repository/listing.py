@@ -1,6 +1,6 @@
 """What the repository holds, as a table for people and as JSON for scripts (``backup --list``).
 
-One store listing plus one manifest read per backup (ops/repository.py): on Cloudinary, one Admin
+One store listing plus one manifest read per backup (ops/repository/backups.py): on Cloudinary, one Admin
 API call per 500 stored objects, the manifests come through download URLs.
 """
 
@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ops.repository import BackupInfo
+from ops.repository.backups import BackupInfo
 
 HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA")
 

@@ -16,7 +16,7 @@ API
   ``canonical_name`` (set for CANONICAL and FIXABLE: the value to store), ``external_url`` (set for
   EXTERNAL: the cleaned URL, which a helper may serve as is), ``reason`` (one line for reports).
   It never raises, and canonical values are fixed points: ``parse(canonical_name)`` is CANONICAL
-  with the same name. BROKEN is not decided here: it needs an existence check (ops.media_remote).
+  with the same name. BROKEN is not decided here: it needs an existence check (ops.media.remote).
 - ``lookup_public_ids(name, context)`` / ``remote_keys(name, context)``: the Cloudinary public_ids
   (with resource and delivery type) a stored name is delivered from: what an existence check asks.
 

@@ -1,6 +1,6 @@
 """Restoring a backup into the other engine: SQLite -> PostgreSQL and PostgreSQL -> SQLite.
 
-An archive holds COPY text whatever the engine (ops/copy_text.py), but the values in it are each
+An archive holds COPY text whatever the engine (ops/archive/copy_text.py), but the values in it are each
 engine's own spelling of what Django stored. This module rewrites, column by column and line by
 line, the values whose spelling differs, into exactly what Django itself would have stored in the
 target engine (checked against both engines, see tests/test_cross_engine.py):
@@ -44,10 +44,10 @@ from django.conf import settings
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive import Manifest, TableEntry
-from ops.copy_text import NULL, decode_field
+from ops.archive.copy_text import NULL, decode_field
+from ops.archive.format import Manifest, TableEntry
+from ops.engines.migration_state import recorded_state
 from ops.errors import OpsError
-from ops.migration_state import recorded_state
 
 ENGINES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 
@@ -82,7 +82,7 @@ AnyField: TypeAlias = "models.Field[Any, Any]"
 
 
 class TableStream(Protocol):
-    """What the loaders read a table's COPY text from (ops.archive.TableData, or its conversion)."""
+    """What the loaders read a table's COPY text from (ops.archive.format.TableData, or its conversion)."""
 
     def read(self, size: int = -1, /) -> bytes: ...
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive import CorruptArchive, Manifest, Readable, iter_tables
-from ops.copy_text import decode_lines
-from ops.cross_engine import TableConverter
+from ops.archive.copy_text import decode_lines
+from ops.archive.format import CorruptArchive, Manifest, Readable, iter_tables
+from ops.engines.cross_engine import TableConverter
+from ops.engines.migration_state import migrate_to_recorded
 from ops.errors import OpsConfigurationError
-from ops.migration_state import migrate_to_recorded
 from ops.progress import ProgressCallback, TableProgress
 
 _BATCH = 2000

@@ -21,10 +21,10 @@ from django.core.management.color import no_style
 from django.db import OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive import CorruptArchive, Manifest, Readable, TableEntry, iter_tables
+from ops.archive.format import CorruptArchive, Manifest, Readable, TableEntry, iter_tables
 from ops.conf import ops_setting
-from ops.cross_engine import TableConverter
-from ops.db_tables import model_tables
+from ops.engines.cross_engine import TableConverter
+from ops.engines.tables import model_tables
 from ops.errors import OpsError
 from ops.progress import ProgressCallback, TableProgress
 
@@ -114,7 +114,7 @@ class Key:
 class DeferredDDL:
     """What was dropped before the load, and how to re-create it.
 
-    On one connection: ``statements``. On several (ops/pg_parallel.py): each table's ``builds`` (its
+    On one connection: ``statements``. On several (ops/engines/pg_parallel.py): each table's ``builds`` (its
     indexes and its keys' indexes: any number may be built at once), then the ``attachments`` of
     the keys to their indexes, then the ``foreign`` keys, which need the keys they reference.
     """
@@ -258,7 +258,7 @@ def copy_tables(
 ) -> int:
     """COPY every table of the (verified) archive in; returns the rows loaded.
 
-    ``convert``: rewrites a table's stream for another engine's backup (ops/cross_engine.py).
+    ``convert``: rewrites a table's stream for another engine's backup (ops/engines/cross_engine.py).
     """
     total = 0
     with connection.cursor() as cursor:

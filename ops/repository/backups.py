@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, OpsError
-from ops.object_stores import (
+from ops.repository.stores import (
     CloudinaryStore,
     DjangoStorageStore,
     LocalFolderStore,
@@ -49,7 +49,7 @@ WRAPPED_IDENTITY = "identity.age"
 # keep it within Render's budget.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 # Key prefixes that hold no backup: normalize_media_urls keeps its undo logs under undo/ beside the
-# backups (ops/undo_logs.py). They never list, prune or restore as backups; no backup takes the name.
+# backups (ops/media/undo_logs.py). They never list, prune or restore as backups; no backup takes the name.
 UNDO_PREFIX = "undo"
 RESERVED_NAMES = frozenset({UNDO_PREFIX})
 

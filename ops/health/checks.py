@@ -21,7 +21,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from ops.conf import ops_setting
 from ops.errors import OpsError
-from ops.health import HealthCheck, HealthFailure, HealthWarning
+from ops.health.runner import HealthCheck, HealthFailure, HealthWarning
 
 MIB = 1024 * 1024
 
@@ -255,7 +255,7 @@ class DatabaseSizeCheck(HealthCheck):
     fail_at: float | None = None
 
     def run(self) -> str:
-        from ops.db_size import database_size, format_bytes, plan_limit_bytes
+        from ops.health.db_size import database_size, format_bytes, plan_limit_bytes
 
         warn_at = float(ops_setting("DB_SIZE_WARN_AT") if self.warn_at is None else self.warn_at)
         fail_at = float(ops_setting("DB_SIZE_FAIL_AT") if self.fail_at is None else self.fail_at)
@@ -283,7 +283,7 @@ class BackupAgeCheck(HealthCheck):
     max_age_hours: float | None = None
 
     def run(self) -> str:
-        from ops.repository import configured_repository
+        from ops.repository.backups import configured_repository
 
         max_age = float(
             ops_setting("HEALTH_BACKUP_MAX_AGE_HOURS") if self.max_age_hours is None else self.max_age_hours
@@ -313,7 +313,7 @@ def newest_backup_time(repository: Any) -> dt.datetime | None:
     manifests are read newest name first and the first complete one answers; names without that
     prefix (chosen by hand) are all read, since their age cannot be told from the name.
     """
-    from ops.repository import MANIFEST, CorruptBackup
+    from ops.repository.backups import MANIFEST, CorruptBackup
 
     names = sorted(
         name

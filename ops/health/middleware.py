@@ -5,7 +5,7 @@ Placed first in MIDDLEWARE: SecurityMiddleware would redirect the probe's plain 
 matches), and CommonMiddleware rejects a Host header missing from ALLOWED_HOSTS with a 400. Render
 sends the service's own host name (a custom domain or the onrender.com one), but load balancers and
 container probes elsewhere use an IP address. The answer is "ok" or "unavailable" and nothing else,
-so skipping the Host check reveals nothing. Without this middleware, ``ops.urls`` still serves
+so skipping the Host check reveals nothing. Without this middleware, ``ops.health.urls`` still serves
 /healthz through the URLconf.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from ops.views import healthz_response
+from ops.health.views import healthz_response
 
 HEALTHZ_PATHS = frozenset({"/healthz", "/healthz/"})
 

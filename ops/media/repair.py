@@ -1,7 +1,7 @@
 """normalize_media_urls: find every stored media value that its storage cannot resolve, and repair it.
 
 Scans every file field (FileField, ImageField, subclasses, the cloudinary SDK's CloudinaryField) of
-every installed model, classifies each value with ``ops.media_refs`` (the parser the API's URL
+every installed model, classifies each value with ``ops.media.refs`` (the parser the API's URL
 helper uses too) and, with ``apply``, writes the canonical values back:
 
 - rows are read in primary-key order, one page at a time (pk and file columns only, raw SQL so no
@@ -11,12 +11,12 @@ helper uses too) and, with ``apply``, writes the canonical values back:
   edit is never lost (it is counted and reported instead);
 - every write is recorded in an undo log (JSON lines of model, pk, field, old, new: media names
   only, no personal data) before its transaction commits; at the end of the run the log is stored
-  in the backup repository (``ops.undo_logs``: compressed, encrypted like the backups), the local
+  in the backup repository (``ops.media.undo_logs``: compressed, encrypted like the backups), the local
   file staying only if that fails; ``undo_media_repair`` puts old values back where the current
   value is still the one written.
 
 With ``check_remote`` the proposed and the existing names are looked up in the media storage first
-(``ops.media_remote``: a few bulk Admin API calls), and nothing is rewritten into a name the
+(``ops.media.remote``: a few bulk Admin API calls), and nothing is rewritten into a name the
 storage does not have: such values are reported as broken. ``upload_missing`` uploads a
 FileSystemStorage-era file still in MEDIA_ROOT and stores its new name.
 """
@@ -42,7 +42,7 @@ from django.db import connections, models, transaction
 
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.media_refs import (
+from ops.media.refs import (
     MediaCategory,
     MediaContext,
     StorageKind,
@@ -52,9 +52,9 @@ from ops.media_refs import (
     parse_media_value,
     remote_keys,
 )
-from ops.media_remote import RemoteExistence, RemoteKey
-from ops.repository import configured_repository
-from ops.undo_logs import store_undo_log, undo_log_lines
+from ops.media.remote import RemoteExistence, RemoteKey
+from ops.repository.backups import configured_repository
+from ops.media.undo_logs import store_undo_log, undo_log_lines
 
 CANONICAL, FIXABLE, BROKEN, EXTERNAL, UNKNOWN, EMPTY = (
     "canonical",

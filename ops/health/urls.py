@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
-from ops import views
+from ops.health import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # No trailing slash: the platform probes exactly the path it is given (render.yaml: /healthz).

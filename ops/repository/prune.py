@@ -1,4 +1,4 @@
-"""Prune a backup repository: apply the retention policy (ops/retention.py) and delete the rest.
+"""Prune a backup repository: apply the retention policy (ops/repository/retention.py) and delete the rest.
 
 One listing of the repository (parts of backups still being written or abandoned included), one
 plan, then one delete per backup that goes. A delete that fails is reported and the prune goes
@@ -15,8 +15,8 @@ from typing import Any
 
 from ops.conf import ops_setting
 from ops.errors import OpsError, redact
-from ops.repository import BackupInfo, BackupRepository
-from ops.retention import RetentionPolicy, plan_retention
+from ops.repository.backups import BackupInfo, BackupRepository
+from ops.repository.retention import RetentionPolicy, plan_retention
 
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
 
