@@ -6,11 +6,11 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from ops.conf import ops_setting
-from ops.encryption import encryption_keys_from_environment
+from ops.conf import moved_path, ops_setting
 from ops.errors import OpsError
+from ops.repository.encryption import encryption_keys_from_environment
 
 
 def _production() -> bool:
@@ -18,7 +18,7 @@ def _production() -> bool:
 
 
 def _repository_choice() -> str:
-    from ops.repository import cloudinary_is_configured
+    from ops.repository.backups import cloudinary_is_configured
 
     choice = ops_setting("BACKUP_REPOSITORY")
     return str(choice or ("cloudinary" if cloudinary_is_configured() else "local"))
@@ -58,4 +58,25 @@ def check_backup_repository(app_configs: Any = None, **kwargs: Any) -> list[Chec
                 id="ops.W002",
             )
         )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_moved_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Settings naming a module of ops from before its wings: the site would fail to start."""
+    messages: list[CheckMessage] = []
+    health_check_paths = [
+        entry if isinstance(entry, str) else entry[0] for entry in ops_setting("HEALTH_CHECKS")
+    ]
+    named = [("MIDDLEWARE", path) for path in getattr(settings, "MIDDLEWARE", [])]
+    named += [("OPS['HEALTH_CHECKS']", path) for path in health_check_paths]
+    named.append(("ROOT_URLCONF", getattr(settings, "ROOT_URLCONF", "")))
+    for setting, path in named:
+        new_path = moved_path(path)
+        if new_path:
+            messages.append(
+                Error(
+                    f"{setting} names {path!r}, which has moved.", hint=f"Write {new_path!r}.", id="ops.E010"
+                )
+            )
     return messages

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
-    # Where backups live (ops/repository.py): "local", "cloudinary" or "storage:<alias>".
+    # Where backups live (ops/repository/backups.py): "local", "cloudinary" or "storage:<alias>".
     # None: Cloudinary when its credentials are set, else the local folder.
     "BACKUP_REPOSITORY": None,
     # The local folder, relative to BASE_DIR unless absolute.
@@ -16,8 +16,8 @@ DEFAULTS: dict[str, Any] = {
     # Keeps staging and production apart in one account; None: the database's name.
     "BACKUP_NAMESPACE": None,
     "BACKUP_CLOUDINARY_FOLDER": "ops-backups",
-    # Retention (`backup --prune`, ops/prune.py): the newest N backups holding data, plus the newest
-    # of each of the last D days, W ISO weeks and M months (UTC). Sized for the free tier.
+    # Retention (`backup --prune`, ops/repository/prune.py): the newest N backups holding data, plus
+    # the newest of each of the last D days, W ISO weeks and M months (UTC). Sized for the free tier.
     "BACKUP_KEEP_LAST": 3,
     "BACKUP_KEEP_DAILY": 7,
     "BACKUP_KEEP_WEEKLY": 4,
@@ -28,36 +28,36 @@ DEFAULTS: dict[str, Any] = {
     "RESTORE_LOCK_TIMEOUT": 60,
     # PostgreSQL's maintenance_work_mem for the index builds of a restore (SET LOCAL, no superuser).
     "RESTORE_MAINTENANCE_WORK_MEM": "128MB",
-    # Connections that load a PostgreSQL restore side by side (ops/pg_parallel.py); 1: one
+    # Connections that load a PostgreSQL restore side by side (ops/engines/pg_parallel.py); 1: one
     # transaction on one connection. More than the database server's CPUs gains nothing.
     "RESTORE_JOBS": 2,
     # Models whose rows `migrate` creates by itself: a database holding only these is empty
     # (`restore --if-empty`, and backups that do not take a retention slot). "app_label.*" allowed.
     "NOT_USER_DATA_MODELS": ["contenttypes.ContentType", "auth.Permission", "sessions.Session", "ops.*"],
-    # Encryption of backups (ops/encryption.py): the names of the environment variables that hold
+    # Encryption of backups (ops/repository/encryption.py): the names of the environment variables that hold
     # the keys, so no key ever sits in a settings file.
     "ENCRYPTION_RECIPIENTS_ENV": "BACKUP_AGE_RECIPIENTS",
     "ENCRYPTION_RECIPIENTS_FILE_ENV": "BACKUP_AGE_RECIPIENTS_FILE",
     "ENCRYPTION_PASSPHRASE_ENV": "BACKUP_AGE_PASSPHRASE",
     "ENCRYPTION_IDENTITY_ENV": "BACKUP_AGE_IDENTITY",
     "ENCRYPTION_IDENTITY_FILE_ENV": "BACKUP_AGE_IDENTITY_FILE",
-    # db_size and the db_size health check (ops/db_size.py). The plan's storage limit in bytes (or
+    # db_size and the db_size health check (ops/health/db_size.py). The plan's storage limit in bytes (or
     # "1GiB", "256MB"): 1 GiB is Render's free database. Percentages of it that warn / fail.
     "DB_SIZE_LIMIT": 1024**3,
     "DB_SIZE_WARN_AT": 80.0,
     "DB_SIZE_FAIL_AT": 95.0,
     # Growth per day is fitted over the samples (`db_size --record`) of this many days.
     "DB_SIZE_GROWTH_DAYS": 30,
-    # healthcheck (ops/health.py, ops/health_checks.py): dotted paths of the checks, or
+    # healthcheck (ops/health/runner.py, ops/health/checks.py): dotted paths of the checks, or
     # (dotted path, {keyword arguments}) pairs; a project appends its own.
     "HEALTH_CHECKS": [
-        "ops.health_checks.DatabaseCheck",
-        "ops.health_checks.MigrationsCheck",
-        "ops.health_checks.MediaStorageCheck",
-        "ops.health_checks.DiskUsageCheck",
-        "ops.health_checks.MemoryCheck",
-        "ops.health_checks.DatabaseSizeCheck",
-        "ops.health_checks.BackupAgeCheck",
+        "ops.health.checks.DatabaseCheck",
+        "ops.health.checks.MigrationsCheck",
+        "ops.health.checks.MediaStorageCheck",
+        "ops.health.checks.DiskUsageCheck",
+        "ops.health.checks.MemoryCheck",
+        "ops.health.checks.DatabaseSizeCheck",
+        "ops.health.checks.BackupAgeCheck",
     ],
     # Seconds each check may take before it is reported as failed ("timed out after Ns").
     "HEALTH_CHECK_TIMEOUT": 10.0,
@@ -75,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "HEALTHZ_DATABASE": "default",
     "HEALTHZ_DB_TIMEOUT": 2.0,
     "HEALTHZ_CACHE_SECONDS": 1.0,
-    # normalize_media_urls (ops/media_repair.py). Undo logs (media names only); None: BACKUP_DIR/undo.
+    # normalize_media_urls (ops/media/repair.py). Undo logs (media names only); None: BACKUP_DIR/undo.
     "MEDIA_UNDO_DIR": None,
     # Rows read per query, and repairs written per transaction.
     "MEDIA_REPAIR_PAGE_SIZE": 5000,
@@ -83,6 +83,24 @@ DEFAULTS: dict[str, Any] = {
     # --check-remote stops while this many Admin API calls of the hour are left for the site itself.
     "MEDIA_REMOTE_RESERVE_CALLS": 10,
 }
+
+
+# Dotted paths that users write in settings, from before ops/ was grouped into wings. They are not
+# importable any more; configuration naming them gets an error that says where each one went.
+MOVED_MODULES: dict[str, str] = {
+    "ops.health_checks": "ops.health.checks",
+    "ops.middleware": "ops.health.middleware",
+    "ops.urls": "ops.health.urls",
+    "ops.views": "ops.health.views",
+}
+
+
+def moved_path(dotted_path: str) -> str | None:
+    """The new dotted path of ``dotted_path`` if it names a module that moved, else None."""
+    for old, new in MOVED_MODULES.items():
+        if dotted_path == old or dotted_path.startswith(old + "."):
+            return new + dotted_path[len(old) :]
+    return None
 
 
 def ops_setting(name: str) -> Any:

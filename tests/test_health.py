@@ -1,4 +1,4 @@
-"""ops.health (the check framework), ops.health_checks (the built-in checks) and the healthcheck command."""
+"""ops.health.runner (the check framework), ops.health.checks (built-in checks), the healthcheck command."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from ops import health_checks
-from ops.health import HealthCheck, HealthFailure, HealthWarning, Status, configured_checks, run_checks
-from ops.object_stores import LocalFolderStore
-from ops.repository import BackupRepository, new_backup_name
+from ops.errors import OpsConfigurationError
+from ops.health import checks as health_checks
+from ops.health.runner import HealthCheck, HealthFailure, HealthWarning, Status, configured_checks, run_checks
+from ops.repository.backups import BackupRepository, new_backup_name
+from ops.repository.stores import LocalFolderStore
 from tests.scratch_databases import extra_database, sqlite_entry
 
 MIB = 1024 * 1024
@@ -283,7 +284,7 @@ def test_backup_age_check__no_backup_then_a_fresh_one_then_too_old(settings: Any
 
 
 def test_healthcheck_command__healthy_exits_0(settings: Any) -> None:
-    _only(settings, "ops.health_checks.DiskUsageCheck", "ops.health_checks.MemoryCheck")
+    _only(settings, "ops.health.checks.DiskUsageCheck", "ops.health.checks.MemoryCheck")
     out = StringIO()
     call_command("healthcheck", stdout=out)
     lines = out.getvalue().splitlines()
@@ -294,7 +295,7 @@ def test_healthcheck_command__healthy_exits_0(settings: Any) -> None:
 
 def test_healthcheck_command__failure_exits_1_naming_the_check(settings: Any) -> None:
     _only(
-        settings, "ops.health_checks.DiskUsageCheck", "tests.test_health.LeakyCheck", HEALTH_DISK_USAGE_MAX=0
+        settings, "ops.health.checks.DiskUsageCheck", "tests.test_health.LeakyCheck", HEALTH_DISK_USAGE_MAX=0
     )
     out = StringIO()
     with pytest.raises(CommandError) as raised:
@@ -316,7 +317,7 @@ def test_healthcheck_command__warning_fails_only_with_fail_on_warning(settings: 
 
 
 def test_healthcheck_command__check_selects_by_name(settings: Any) -> None:
-    _only(settings, "tests.test_health.GrumpyCheck", "ops.health_checks.MemoryCheck", HEALTH_MEMORY_MIN_MB=1)
+    _only(settings, "tests.test_health.GrumpyCheck", "ops.health.checks.MemoryCheck", HEALTH_MEMORY_MIN_MB=1)
     out = StringIO()
     call_command("healthcheck", "--check", "memory", "--format", "json", stdout=out)
     assert [check["name"] for check in json.loads(out.getvalue())["checks"]] == ["memory"]
@@ -334,3 +335,11 @@ def test_healthcheck_command__unimportable_check_cannot_run(settings: Any) -> No
     with pytest.raises(CommandError) as raised:
         call_command("healthcheck", stdout=StringIO())
     assert raised.value.returncode == 2
+
+
+def test_configured_checks__a_moved_dotted_path_names_its_new_one(settings: Any) -> None:
+    settings.OPS = {"HEALTH_CHECKS": ["ops.health_checks.DatabaseCheck"]}
+    with pytest.raises(
+        OpsConfigurationError, match=r"has moved\. Write 'ops\.health\.checks\.DatabaseCheck'"
+    ):
+        configured_checks()

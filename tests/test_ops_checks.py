@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pyrage import x25519
 
-from ops.checks import check_backup_repository
+from ops.checks import check_backup_repository, check_moved_paths
 from tests.cloudinary_emulator import CloudinaryEmulator
 
 
@@ -42,3 +42,19 @@ def test_check__unencrypted_offsite_backups_warn_until_recipients_are_set(
     assert ids(settings) == []
     monkeypatch.setenv("BACKUP_AGE_RECIPIENTS", "age1garbage")
     assert ids(settings) == ["ops.W003"]
+
+
+def test_check__settings_naming_a_moved_module_say_where_it_went(settings: Any) -> None:
+    settings.MIDDLEWARE = ["ops.middleware.HealthzMiddleware", *settings.MIDDLEWARE]
+    settings.OPS = {
+        "HEALTH_CHECKS": ["ops.health_checks.DatabaseCheck", ("ops.health.checks.MemoryCheck", {})]
+    }
+    messages = check_moved_paths()
+    assert [(message.id, message.hint) for message in messages] == [
+        ("ops.E010", "Write 'ops.health.middleware.HealthzMiddleware'."),
+        ("ops.E010", "Write 'ops.health.checks.DatabaseCheck'."),
+    ]
+
+
+def test_check__todays_paths_pass(settings: Any) -> None:
+    assert check_moved_paths() == []

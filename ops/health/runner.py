@@ -32,7 +32,7 @@ from django.core.checks import Warning as CheckWarning
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from ops.conf import ops_setting
+from ops.conf import moved_path, ops_setting
 from ops.errors import OpsConfigurationError, redact
 
 # A token shorter than this can be guessed by whoever may probe the site for long enough.
@@ -151,6 +151,11 @@ def configured_checks(names: Iterable[str] | None = None) -> list[HealthCheck]:
         try:
             cls = import_string(path)
         except ImportError:
+            new_path = moved_path(path)
+            if new_path:
+                raise OpsConfigurationError(
+                    f"OPS['HEALTH_CHECKS'] lists {path!r}, which has moved. Write {new_path!r} instead."
+                ) from None
             raise OpsConfigurationError(
                 f"OPS['HEALTH_CHECKS'] lists {path!r}, which cannot be imported. "
                 "Give the dotted path of a HealthCheck subclass."
