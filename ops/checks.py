@@ -35,7 +35,7 @@ def check_backup_repository(app_configs: Any = None, **kwargs: Any) -> list[Chec
             Warning(
                 "Backups are written to this machine's local disk in production.",
                 hint=(
-                    "An instance's disk is gone at the next deploy on Render. Set Cloudinary "
+                    "A container's disk (Render's, Heroku's) is gone at the next deploy. Set Cloudinary "
                     "credentials (CLOUDINARY_URL) or OPS['BACKUP_REPOSITORY'] = 'storage:<alias>'."
                 ),
                 id="ops.W001",
@@ -50,7 +50,7 @@ def check_backup_repository(app_configs: Any = None, **kwargs: Any) -> list[Chec
     if not encrypted:
         messages.append(
             Warning(
-                "Backups leave this machine unencrypted; they hold children's and parents' personal data.",
+                "Backups leave this machine unencrypted, with whatever personal data the database holds.",
                 hint=(
                     "Create a key pair with `age-keygen -o key.txt`, keep key.txt off the server, and "
                     "set BACKUP_AGE_RECIPIENTS to the public key it prints (age1...)."

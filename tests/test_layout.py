@@ -13,8 +13,8 @@ import pytest
 
 OPS = Path(__file__).resolve().parent.parent / "ops"
 
-# Modules every layer may use: settings, errors, progress callbacks and the app's own models.
-BASE = {"ops.conf", "ops.errors", "ops.progress", "ops.models"}
+# Modules every layer may use: settings, errors, optional imports, progress callbacks, the models.
+BASE = {"ops.conf", "ops.errors", "ops.extras", "ops.progress", "ops.models"}
 # What each wing may import besides itself and BASE. Anything not listed here (backup, restore,
 # checks, apps, management commands) orchestrates and may import everything.
 ALLOWED: dict[str, set[str]] = {

@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, OpsError, redact
+from ops.extras import require_extra
 
 SIZE_SAMPLE_TABLE = "ops_size_sample"
 _UNITS = {
@@ -455,6 +456,7 @@ def evaluate(report: SizeReport, warn_at: float | None, fail_at: float | None) -
 
 def media_usage() -> MediaUsage:
     """Cloudinary's usage report for the configured account: one Admin API call."""
+    require_extra("cloudinary", "cloudinary", "db_size --media (Cloudinary usage)")
     import cloudinary
     import cloudinary.api
     import cloudinary.exceptions

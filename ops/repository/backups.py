@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ from typing import IO, Any
 
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, OpsError
+from ops.extras import is_installed, require_extra
 from ops.repository.stores import (
     CloudinaryStore,
     DjangoStorageStore,
@@ -428,6 +430,11 @@ def default_namespace(database: str = "default") -> str:
 
 
 def cloudinary_is_configured() -> bool:
+    if not is_installed("cloudinary"):
+        if os.environ.get("CLOUDINARY_URL"):
+            # Credentials without the SDK: falling back to the local folder would hide it.
+            require_extra("cloudinary", "cloudinary", "CLOUDINARY_URL is set: backups in Cloudinary")
+        return False
     import cloudinary
 
     config = cloudinary.config()
@@ -450,6 +457,7 @@ def configured_repository(database: str = "default") -> BackupRepository:
             directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
         return BackupRepository(LocalFolderStore(directory))
     if choice == "cloudinary":
+        require_extra("cloudinary", "cloudinary", "OPS['BACKUP_REPOSITORY'] = 'cloudinary'")
         if not cloudinary_is_configured():
             raise OpsConfigurationError(
                 "OPS['BACKUP_REPOSITORY'] is 'cloudinary' but no Cloudinary credentials are set. "

@@ -1,6 +1,6 @@
 """Encryption of backups at rest, in the age format (https://age-encryption.org), through pyrage.
 
-Backups hold children's and parents' personal data, so they leave the machine encrypted. Two ways
+Backups hold whatever personal data the database does, so they leave the machine encrypted. Two ways
 to say who can read them:
 
 - X25519 recipients (``age1...`` public keys, the recommended way): the server holds only public

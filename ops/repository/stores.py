@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ops.errors import OpsConfigurationError, OpsError, redact
+from ops.extras import require_extra
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)*")
 T = TypeVar("T")
@@ -274,6 +275,7 @@ class CloudinaryStore:
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 120.0,
     ) -> None:
+        require_extra("cloudinary", "cloudinary", "A backup repository in Cloudinary")
         self.folder = check_key(folder.strip("/"))
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
