@@ -19,3 +19,15 @@ class SizeSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.taken_at:%Y-%m-%d %H:%M} {self.size_bytes} bytes"
+
+
+class DataSafety(models.Model):
+    """No table: the holder of ``ops.view_datasafety``, the permission the data-safety page needs."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "data safety"
+
+    def __str__(self) -> str:
+        return "data safety"

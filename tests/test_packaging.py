@@ -66,6 +66,7 @@ def test_wheel__holds_ops_alone(wheel: Path) -> None:
     assert top_level == {"ops", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     assert "ops/migrations/0001_size_sample.py" in names
     assert "ops/management/commands/restore.py" in names
+    assert "ops/templates/ops/data_safety.html" in names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     requirements = sorted(line for line in metadata.splitlines() if line.startswith("Requires-Dist:"))
     assert requirements == [

@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -280,18 +280,21 @@ class BackupRepository:
                 self.store.delete([obj.key for obj in self.store.list(f"{name}/")])
             raise
 
-    def _group(self) -> dict[str, list[StoredObject]]:
+    def _group(self, listing: Iterable[StoredObject] | None = None) -> dict[str, list[StoredObject]]:
         groups: dict[str, list[StoredObject]] = {}
-        for obj in self.store.list():
+        for obj in self.store.list() if listing is None else listing:
             name, _, rest = obj.key.partition("/")
             if rest and name not in RESERVED_NAMES:
                 groups.setdefault(name, []).append(obj)
         return groups
 
-    def backups(self, *, include_incomplete: bool = False) -> list[BackupInfo]:
-        """Every backup, newest first. One store listing, plus one read per complete backup."""
+    def backups(
+        self, *, include_incomplete: bool = False, listing: Iterable[StoredObject] | None = None
+    ) -> list[BackupInfo]:
+        """Every backup, newest first. One store listing (or ``listing``, one the caller already
+        made), plus one read per complete backup."""
         backups = []
-        for name, objects in self._group().items():
+        for name, objects in self._group(listing).items():
             keys = {obj.key for obj in objects}
             if f"{name}/{MANIFEST}" in keys:
                 try:
