@@ -8,12 +8,9 @@ locmem backend (pytest-django's ``mailoutbox``).
 
 from __future__ import annotations
 
-import http.server
 import io
 import re
-import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,56 +23,11 @@ from django.core.management.base import CommandError
 from ops.alerts import failure_text, ping_url
 from ops.repository.backups import BackupRepository, configured_repository
 from ops.repository.stores import LocalFolderStore, StoreError
+from tests.alert_receiver import CHECK_PATH, AlertReceiver
 from tests.commands import run_command
 from tests.ops_databases import ScratchDatabases
 
-CHECK_PATH = "/ping/0b7c3f1e-5d2a-4a58-9c7e-1f2d3c4b5a69"
 ADMINS = [("office@kidoo.example", "office@kidoo.example")]
-
-
-@dataclass
-class Ping:
-    method: str
-    path: str
-    body: str
-
-
-@dataclass
-class AlertReceiver:
-    """A healthchecks.io stand-in: records every request, answers ``status``."""
-
-    status: int = 200
-    pings: list[Ping] = field(default_factory=list)
-    server: http.server.ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}{CHECK_PATH}"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode()
-                receiver.pings.append(Ping("POST", self.path, body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
