@@ -3,8 +3,10 @@ process that records every ping (tests/test_alerts.py, tests/test_render_replay.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,8 @@ class AlertReceiver:
     """A healthchecks.io stand-in: records every request, answers ``status``."""
 
     status: int = 200
+    # Seconds to wait before answering: a monitor that hangs.
+    delay: float = 0.0
     pings: list[Ping] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
 
@@ -40,10 +44,13 @@ class AlertReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
                 receiver.pings.append(Ping("POST", self.path, body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
+                time.sleep(receiver.delay)
+                # A client that gave up (the alert timeout) has closed the connection by now.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -331,6 +331,21 @@ def test_alerts__an_unreachable_monitor_and_mail_server_leave_the_error_as_it_wa
     assert CHECK_PATH not in err
 
 
+def test_alerts__a_hanging_monitor_is_given_up_on_after_the_alert_timeout(
+    scratch: ScratchDatabases, settings: Any, tmp_path: Path, receiver: AlertReceiver
+) -> None:
+    alias = with_data(scratch.postgres())
+    unwritable_repository(settings, tmp_path)
+    quiet, _ = failing("backup", database=alias)
+    settings.OPS = {**settings.OPS, "ALERT_URL": receiver.url, "ALERT_TIMEOUT": 0.2}
+    receiver.delay = 2.0
+
+    error, err = failing("backup", database=alias)
+
+    assert as_seen(error) == as_seen(quiet)
+    assert "Alert: the alert URL could not be reached (TimeoutError: timed out)." in err
+
+
 @pytest.mark.usefixtures("backup_dir")
 def test_alerts__nothing_configured_sends_nothing_and_says_nothing(
     scratch: ScratchDatabases, settings: Any, tmp_path: Path

@@ -1046,6 +1046,8 @@ def test_render_free_plan__a_free_database_s_life_fine_expired_then_recreated_em
     instance.stop()
     # The next start (a deploy, or a wake after the free instance slept) backs up what came in.
     instance = replay.start("free plan: start #2", start, web_env)
+    # The backup on every start prunes, so a free instance waking many times a day keeps few.
+    assert "Pruned the Cloudinary folder" in instance.output()
     assert [entry["reason"] for entry in listed_backups(replay, web_env, "free plan: backups")] == ["start"]
     assert [ping.body.split(" at ")[0] for ping in alerts.pings] == [
         "backup --prune succeeded on kidoo-backend"
