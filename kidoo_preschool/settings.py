@@ -180,6 +180,19 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
+# Alerts (ops/alerts.py): a failed backup, restore or prune in a cron job or a deploy mails these
+# addresses (comma-separated) through the SMTP server below. Django 5.2 wants (name, address) pairs.
+ADMINS = [(address, address) for address in env_list("ADMINS")]
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", "root@localhost")
+if os.environ.get("EMAIL_HOST"):
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    # An unreachable mail server must not hold a deploy's start command for minutes.
+    EMAIL_TIMEOUT = 10
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -190,6 +203,10 @@ LOGGING = {
 # The data-safety toolkit (ops/). Every key is optional; ops/conf.py holds the defaults.
 OPS: dict[str, object] = {
     # Which folder of the backup repository this site's backups live in (default: the database's
-    # name); set it locally to read production's backups.
+    # name, which Render may suffix: render.yaml sets it explicitly); set it locally to read
+    # production's backups.
     "BACKUP_NAMESPACE": os.environ.get("BACKUP_NAMESPACE") or None,
+    # A healthchecks.io / Cronitor ping URL: pinged after each backup, + "/fail" when a backup,
+    # restore or prune fails (ops/alerts.py). Unset: no pings.
+    "ALERT_URL": os.environ.get("BACKUP_ALERT_URL") or None,
 }

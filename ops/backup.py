@@ -30,6 +30,7 @@ import django
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ops.alerts import note_backup_skipped
 from ops.archive.copy_text import encode_rows
 from ops.archive.files import atomic_file, output_path
 from ops.archive.format import ArchiveWriter, Column, Manifest, TableEntry, Writable
@@ -364,6 +365,7 @@ def run_backup(
 
 
 def _skipped(database: str, started: float) -> BackupResult:
+    note_backup_skipped()  # no backup, so no heartbeat for the alert URL's dead man's switch
     connection = connections[database]
     label = str(connection.settings_dict.get("NAME") or database)
     if connection.vendor == "sqlite":

@@ -82,6 +82,13 @@ DEFAULTS: dict[str, Any] = {
     "MEDIA_REPAIR_BATCH_SIZE": 5000,
     # --check-remote stops while this many Admin API calls of the hour are left for the site itself.
     "MEDIA_REMOTE_RESERVE_CALLS": 10,
+    # Alerts (ops/alerts.py). A ping URL (healthchecks.io, Cronitor): requested when an unattended
+    # backup reached the repository, and with "/fail" appended when a backup, restore or prune
+    # failed; the monitoring service alerts on a /fail or a missed daily ping. None: no pings (a
+    # failure still mails ADMINS when they are set). It acts as a credential: keep it out of code.
+    "ALERT_URL": None,
+    # Seconds a ping or an alert mail may take: an unreachable monitor must not hold up a deploy.
+    "ALERT_TIMEOUT": 5.0,
 }
 
 

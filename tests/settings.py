@@ -19,6 +19,9 @@ for _name in (
     "CLOUDINARY_CLOUD_NAME",
     "CLOUDINARY_API_KEY",
     "CLOUDINARY_API_SECRET",
+    "ADMINS",
+    "EMAIL_HOST",
+    "BACKUP_ALERT_URL",
 ):
     os.environ.pop(_name, None)
 

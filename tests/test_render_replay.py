@@ -1,11 +1,12 @@
-"""A Render life replayed on this machine with real processes, every command taken from render.yaml.
+"""A Render life replayed on this machine with real processes, every command taken from the Blueprints.
 
-The Blueprint is proved by running it: its buildCommand in a fresh virtualenv made from
+A Blueprint is proved by running it: its buildCommand in a fresh virtualenv made from
 requirements_render.txt alone, its preDeployCommand and startCommand (gunicorn) against a real
 PostgreSQL database, its cron startCommand, each through ``bash -c`` with the environment the
-Blueprint declares (values, generated secrets, the database's connection string, and what an
-operator types into the Dashboard for ``sync: false``). Media and backups go to the Cloudinary
-emulator. The story (issue 8):
+Blueprint declares (values, generated secrets, its environment group's variables, the database's
+connection string, and what an operator types into the Dashboard for ``sync: false``). Media and
+backups go to the Cloudinary emulator; the alert URL (BACKUP_ALERT_URL) is a local HTTP receiver.
+The story of render.yaml (issue 8):
 
 1. build, and ``check --deploy`` with the production environment reports nothing;
 2. first deploy on a brand-new database: pre-deploy (backup + migrate), start, /healthz answers;
@@ -18,9 +19,12 @@ emulator. The story (issue 8):
 7. a deploy whose migration fails is cancelled at pre-deploy: the data and the last good backup are
    intact, and the backup that pre-deploy took holds the data.
 
-A second test replays the free-plan variant (the startCommand render.yaml keeps commented out): with
-no pre-deploy step, the start command alone backs up, migrates and restores an expired database.
-The build (fresh virtualenv, buildCommands) is made once for both.
+A second test replays render.free.yaml through a free database's life (issue 17): fine, then
+expired and inaccessible (the running instance's /healthz answers 503, a new start fails clearly
+and the alert URL hears /fail), then deleted and recreated empty (the next start restores it).
+Another stops each Blueprint's web start command with SIGTERM, as Render does, run by bash and by
+sh: gunicorn (exec'd) shuts down gracefully and leaves no worker behind. The build (fresh
+virtualenv, buildCommands) is made once for all.
 
 Everything a process prints is echoed (pytest shows it when the test fails); no secret is printed.
 """
@@ -54,6 +58,7 @@ import yaml
 from PIL import Image
 from pyrage import x25519
 
+from tests.alert_receiver import CHECK_PATH, AlertReceiver
 from tests.cloudinary_emulator import CloudinaryEmulator
 from tests.postgres_server import PostgresServer
 
@@ -67,42 +72,77 @@ HEALTH_WAIT_SECONDS = 120.0
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
-# The Blueprint
+# The Blueprints
+
+PAID, FREE = "render.yaml", "render.free.yaml"
 
 
-def blueprint() -> dict[str, Any]:
-    loaded = yaml.safe_load((ROOT / "render.yaml").read_text())
+def blueprint(name: str = PAID) -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / name).read_text())
     assert isinstance(loaded, dict)
     return loaded
 
 
-def service(kind: str) -> dict[str, Any]:
-    (found,) = [entry for entry in blueprint()["services"] if entry["type"] == kind]
+def service(kind: str, name: str = PAID) -> dict[str, Any]:
+    (found,) = [entry for entry in blueprint(name)["services"] if entry["type"] == kind]
     return dict(found)
 
 
+def generated_value() -> str:
+    # What Render generates: "a base64-encoded 256-bit value" (render.com/docs/blueprint-spec).
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def variable_value(
+    variable: Mapping[str, Any], *, where: str, database_url: str, dashboard: Mapping[str, str]
+) -> str:
+    key = variable["key"]
+    if "value" in variable:
+        return str(variable["value"])
+    if variable.get("generateValue"):
+        return generated_value()
+    if "fromDatabase" in variable:
+        assert variable["fromDatabase"]["property"] == "connectionString", variable
+        return database_url
+    if variable.get("sync") is False:
+        assert key in dashboard, f"{where} asks the operator for {key}; the replay has no value for it"
+        return dashboard[key]
+    pytest.fail(f"{where}: envVar {key} has no value source the replay knows")
+
+
+def group_environments(name: str, dashboard: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each environment group's variables, valued once: a group's generated value (the backup signing
+    key) is one value that every service using the group sees, as on Render."""
+    return {
+        group["name"]: {
+            variable["key"]: variable_value(
+                variable, where=f"{name} group {group['name']}", database_url="", dashboard=dashboard
+            )
+            for variable in group["envVars"]
+        }
+        for group in blueprint(name).get("envVarGroups", [])
+    }
+
+
 def service_environment(
-    spec: Mapping[str, Any], *, base: Mapping[str, str], database_url: str, dashboard: Mapping[str, str]
+    spec: Mapping[str, Any],
+    *,
+    base: Mapping[str, str],
+    database_url: str,
+    dashboard: Mapping[str, str],
+    groups: Mapping[str, Mapping[str, str]],
 ) -> dict[str, str]:
-    """The environment Render gives a service: ``base`` plus each of the Blueprint's envVars."""
+    """The environment Render gives a service: ``base`` plus each of the Blueprint's envVars (a
+    ``fromGroup`` entry brings in all of that group's variables)."""
     env = dict(base)
     for variable in spec.get("envVars", []):
-        key = variable["key"]
-        if "value" in variable:
-            env[key] = str(variable["value"])
-        elif variable.get("generateValue"):
-            # What Render generates: "a base64-encoded 256-bit value" (render.com/docs/blueprint-spec).
-            env[key] = base64.b64encode(secrets.token_bytes(32)).decode()
-        elif "fromDatabase" in variable:
-            assert variable["fromDatabase"]["property"] == "connectionString", variable
-            env[key] = database_url
-        elif variable.get("sync") is False:
-            assert key in dashboard, (
-                f"render.yaml asks the operator for {key}; the replay has no value for it"
-            )
-            env[key] = dashboard[key]
-        else:
-            pytest.fail(f"render.yaml: envVar {key} of {spec['name']} has no value source the replay knows")
+        if "fromGroup" in variable:
+            env.update(groups[variable["fromGroup"]])
+            continue
+        where = f"service {spec['name']}"
+        env[variable["key"]] = variable_value(
+            variable, where=where, database_url=database_url, dashboard=dashboard
+        )
     return env
 
 
@@ -189,8 +229,8 @@ class Replay:
     ) -> subprocess.CompletedProcess[str]:
         return self.run(label, f"python manage.py {arguments}", env, ok=ok)
 
-    def start(self, label: str, command: str, env: Mapping[str, str]) -> WebInstance:
-        instance = WebInstance(label, command, {**env, "PORT": str(free_port())}, self)
+    def start(self, label: str, command: str, env: Mapping[str, str], *, via: str = "bash") -> WebInstance:
+        instance = WebInstance(label, command, {**env, "PORT": str(free_port())}, self, shell=via)
         self.processes.append(instance)
         instance.start()
         return instance
@@ -209,6 +249,9 @@ class WebInstance:
     env: dict[str, str]
     replay: Replay
     process: subprocess.Popen[bytes] | None = None
+    # How the start command is run: Render runs it through a shell (bash); sh (dash on Debian) is
+    # the other common one, and unlike bash 5.2 it never execs a command line's last step by itself.
+    shell: str = "bash"
 
     @property
     def port(self) -> int:
@@ -224,7 +267,7 @@ class WebInstance:
     def start(self) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                ["bash", "-c", self.command],
+                [self.shell, "-c", self.command],
                 cwd=self.replay.app,
                 env=self.env,
                 stdout=log,
@@ -253,8 +296,19 @@ class WebInstance:
             time.sleep(0.2)
         pytest.fail(f"{self.label}: /healthz never answered 200:\n{self.output()}")
 
+    def session(self) -> list[tuple[int, str]]:
+        """The processes still running in the instance's session: (pid, command line)."""
+        assert self.process is not None
+        return processes_in_session(self.process.pid)
+
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
+            return
+        if self.process.poll() is not None:
+            # The shell is gone; what it started may not be (a gunicorn that was never exec'd).
+            for pid, _ in self.session():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -265,6 +319,24 @@ class WebInstance:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         print(f"\n=== {self.label}: stopped (exit {self.process.returncode})\n{self.output()}")
+
+
+def processes_in_session(session_id: int) -> list[tuple[int, str]]:
+    """Every live process whose session is ``session_id`` (from /proc): (pid, command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        # Fields after the parenthesised name: state ppid pgrp session ...
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == session_id and state != "Z":
+            found.append((int(entry.name), cmdline))
+    return sorted(found)
 
 
 # HTTP, as Render's proxy forwards it
@@ -562,13 +634,23 @@ class RenderAccount:
     venv: Path
     machine: dict[str, str]
     dashboard: dict[str, str]
+    # Per Blueprint: its environment groups' values, made once (as Render makes them once).
+    groups: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
-    def environment(self, kind: str, database_url: str) -> dict[str, str]:
-        spec = service(kind)
+    def environment(self, kind: str, database_url: str, blueprint_name: str = PAID) -> dict[str, str]:
+        spec = service(kind, blueprint_name)
         base = {**self.machine, "RENDER_SERVICE_NAME": spec["name"]}
         if kind == "web":
             base["RENDER_EXTERNAL_HOSTNAME"] = PUBLIC_HOSTNAME
-        return service_environment(spec, base=base, database_url=database_url, dashboard=self.dashboard)
+        if blueprint_name not in self.groups:
+            self.groups[blueprint_name] = group_environments(blueprint_name, self.dashboard)
+        return service_environment(
+            spec,
+            base=base,
+            database_url=database_url,
+            dashboard=self.dashboard,
+            groups=self.groups[blueprint_name],
+        )
 
 
 @pytest.fixture(scope="module")
@@ -579,8 +661,30 @@ def emulator() -> Iterator[CloudinaryEmulator]:
 
 
 @pytest.fixture(scope="module")
+def alerts() -> Iterator[AlertReceiver]:
+    """The monitor behind BACKUP_ALERT_URL (healthchecks.io's part), for the whole module."""
+    receiver = AlertReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accounts(emulator: CloudinaryEmulator, alerts: AlertReceiver) -> None:
+    """Each test deploys into empty Cloudinary and monitoring accounts: the Blueprints name one
+    backup folder (BACKUP_NAMESPACE), which the tests would otherwise share."""
+    emulator.reset()
+    alerts.pings.clear()
+
+
+@pytest.fixture(scope="module")
 def account(
-    tmp_path_factory: pytest.TempPathFactory, emulator: CloudinaryEmulator, pg_server: PostgresServer
+    tmp_path_factory: pytest.TempPathFactory,
+    emulator: CloudinaryEmulator,
+    pg_server: PostgresServer,
+    alerts: AlertReceiver,
 ) -> RenderAccount:
     """The build: a fresh virtualenv, then the Blueprint's buildCommands (which install
     requirements_render.txt into it: nothing else is there). Built once per run, for both tests."""
@@ -616,6 +720,7 @@ def account(
         "BACKUP_AGE_RECIPIENTS": str(identity.to_public()),
         "BACKUP_AGE_IDENTITY": str(identity),
         "HEALTHCHECK_TOKEN": secrets.token_urlsafe(32),
+        "BACKUP_ALERT_URL": alerts.url,
     }
     built = RenderAccount(checkout(root / "app"), venv, machine, dashboard)
     builder = Replay(app=built.app, logs=logs)
@@ -624,6 +729,8 @@ def account(
     unused = pg_server.url("kidoo_not_used_by_the_build")
     builder.run("build (web)", service("web")["buildCommand"], built.environment("web", unused))
     builder.run("build (cron)", service("cron")["buildCommand"], built.environment("cron", unused))
+    # The free-plan Blueprint builds the same way; its build command must work too.
+    assert service("web", FREE)["buildCommand"] == service("web")["buildCommand"]
     return built
 
 
@@ -646,13 +753,6 @@ def database(pg_server: PostgresServer) -> Iterator[str]:
         yield name
     finally:
         pg_server.drop_database(name)
-
-
-def free_plan_start_command() -> str:
-    """The startCommand render.yaml keeps commented out for the free plan (no preDeployCommand)."""
-    match = re.search(r"^\s*#\s*startCommand:\s*(.+)$", (ROOT / "render.yaml").read_text(), re.MULTILINE)
-    assert match, "render.yaml lost its commented free-plan startCommand"
-    return match.group(1).strip()
 
 
 def post_enquiry(client: Client, number: int, origin: str, program: str = "") -> str:
@@ -680,6 +780,7 @@ def post_enquiry(client: Client, number: int, origin: str, program: str = "") ->
 
 def test_render_life__replayed_end_to_end(
     emulator: CloudinaryEmulator,
+    alerts: AlertReceiver,
     account: RenderAccount,
     pg_server: PostgresServer,
     database: str,
@@ -851,6 +952,12 @@ def test_render_life__replayed_end_to_end(
     assert with_data, "pruning left no backup that holds data"
     # BACKUP_AGE_RECIPIENTS reached both services: nothing left unencrypted.
     assert all(entry["encrypted"] for entry in after_cron), after_cron
+    # The monitor heard every backup, the cron job's too (its daily heartbeat), and no failure.
+    assert [ping.path for ping in alerts.pings] == [CHECK_PATH] * len(alerts.pings)
+    assert any(
+        ping.body.startswith("backup --prune succeeded on kidoo-daily-backup") for ping in alerts.pings
+    )
+    assert any(ping.body.startswith("backup succeeded on kidoo-backend") for ping in alerts.pings)
 
     # 7. A release whose migration fails: pre-deploy exits non-zero, Render cancels the deploy and the
     # running instance keeps serving; nothing is lost.
@@ -875,7 +982,8 @@ def test_render_life__replayed_end_to_end(
     assert holds_data(taken)
 
     # The last good backup still restores, by hand, to exactly the live data (a scratch database
-    # reading production's backup folder, as the README's "Restoring by hand" does).
+    # reading production's backup folder, which BACKUP_NAMESPACE names whatever the database's name,
+    # as the README's "Restoring by hand" does).
     last_good = max(
         (entry for entry in before.values() if holds_data(entry)), key=lambda entry: entry["created_at"]
     )
@@ -885,21 +993,50 @@ def test_render_life__replayed_end_to_end(
         replay.manage(
             "restore the last good backup by hand",
             f"restore {last_good['name']} --no-input",
-            {**web_env, "DATABASE_URL": pg_server.url(scratch), "BACKUP_NAMESPACE": database},
+            {**web_env, "DATABASE_URL": pg_server.url(scratch)},
         )
         assert database_fingerprint(pg_server, scratch) == data
     finally:
         pg_server.drop_database(scratch)
 
 
-def test_render_free_plan__the_start_command_alone_backs_up_migrates_and_restores(
-    account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
+def set_connections_allowed(server: PostgresServer, dbname: str, allowed: bool) -> None:
+    """Make ``dbname`` refuse new connections and end its sessions (an expired free database:
+    inaccessible, its data still there), or accept them again."""
+    with contextlib.closing(server.connect()) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{dbname}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [dbname],
+                )
+
+
+def wait_for_health(port: int, status: int) -> None:
+    """Poll /healthz as Render does until it answers ``status`` (each answer is cached 1 s)."""
+    deadline = time.monotonic() + HEALTH_WAIT_SECONDS
+    answers: list[int] = []
+    while time.monotonic() < deadline:
+        answers.append(plain_get(port, "/healthz").status)
+        if answers[-1] == status:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"/healthz never answered {status}: {answers[-10:]}")
+
+
+def test_render_free_plan__a_free_database_s_life_fine_expired_then_recreated_empty(
+    alerts: AlertReceiver, account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
 ) -> None:
-    """The free-plan variant (README): no preDeployCommand, the commented startCommand does it all."""
-    start = free_plan_start_command()
-    web_env = account.environment("web", pg_server.url(database))
+    """render.free.yaml: no pre-deploy, no cron; its start line restores if empty, backs up with
+    --prune, migrates and execs gunicorn. The free database's three phases (README)."""
+    start = service("web", FREE)["startCommand"]
+    web_env = account.environment("web", pg_server.url(database), FREE)
     origin = web_env.get("FRONTEND_ORIGINS", "")
 
+    # Fine: the first start on the brand-new database, then visitors.
     instance = replay.start("free plan: start #1 (new database)", start, web_env)
     visitor = Client(instance.port)
     for number in range(3):
@@ -907,25 +1044,110 @@ def test_render_free_plan__the_start_command_alone_backs_up_migrates_and_restore
     data = database_fingerprint(pg_server, database)
     assert data["api_enquiry"][0] == 3
     instance.stop()
-    # The next deploy's start backs up what the last one gathered.
-    replay.start("free plan: start #2", start, web_env).stop()
-    assert [entry["reason"] for entry in listed_backups(replay, web_env, "free plan: backups")] == [
-        "pre-deploy"
+    # The next start (a deploy, or a wake after the free instance slept) backs up what came in.
+    instance = replay.start("free plan: start #2", start, web_env)
+    # The backup on every start prunes, so a free instance waking many times a day keeps few.
+    assert "Pruned the Cloudinary folder" in instance.output()
+    assert [entry["reason"] for entry in listed_backups(replay, web_env, "free plan: backups")] == ["start"]
+    assert [ping.body.split(" at ")[0] for ping in alerts.pings] == [
+        "backup --prune succeeded on kidoo-backend"
     ]
 
+    # Expired: the database is inaccessible (Render's 14-day grace period). The running instance
+    # says so to Render's health check; a new start stops with a clear error and the monitor hears it.
+    set_connections_allowed(pg_server, database, False)
+    wait_for_health(instance.port, 503)
+    instance.stop()
+    failed = replay.run(
+        "free plan: start #3 (database expired, inaccessible)",
+        start,
+        {**web_env, "PORT": str(free_port())},
+        ok=False,
+        timeout=120,
+    )
+    assert failed.returncode != 0
+    assert "Reading the database failed" in failed.stdout
+    assert "not currently accepting connections" in failed.stdout
+    assert "Traceback" not in failed.stdout
+    (failure,) = [ping for ping in alerts.pings if ping.path == CHECK_PATH + "/fail"]
+    assert failure.body.startswith("restore failed on kidoo-backend")
+    assert "(exit 1): Reading the database failed" in failure.body
+    assert pg_server.password == "" or pg_server.password not in failure.body
+
+    # Deleted, and recreated empty (by Render, or by you): the next start restores the newest backup.
+    set_connections_allowed(pg_server, database, True)
     pg_server.drop_database(database)
     pg_server.create_database(database)
-    instance = replay.start("free plan: start #3 (database recreated empty)", start, web_env)
+    instance = replay.start("free plan: start #4 (database recreated empty)", start, web_env)
     assert "Restored" in instance.output()
     assert database_fingerprint(pg_server, database) == data
+    assert plain_get(instance.port, "/healthz").status == 200
     backups = listed_backups(replay, web_env, "free plan: backups after the restore")
     # The restored data was backed up again on the way up; no backup of the empty database.
     assert len(backups) == 2, backups
     assert all(holds_data(entry) for entry in backups), backups
+    assert alerts.pings[-1].path == CHECK_PATH
+    assert alerts.pings[-1].body.startswith("backup --prune succeeded on kidoo-backend")
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+@pytest.mark.parametrize("blueprint_name", [PAID, FREE])
+def test_render_stop__sigterm_to_the_start_command_stops_gunicorn_gracefully(
+    account: RenderAccount,
+    pg_server: PostgresServer,
+    database: str,
+    replay: Replay,
+    blueprint_name: str,
+    shell: str,
+) -> None:
+    """Render stops an instance with SIGTERM to the process it started (the start command's shell).
+    With `exec`, that process is gunicorn's master: it stops its workers gracefully and exits 0."""
+    web = service("web", blueprint_name)
+    env = account.environment("web", pg_server.url(database), blueprint_name)
+    if "preDeployCommand" in web:
+        replay.run(f"{blueprint_name}: pre-deploy", web["preDeployCommand"], env)
+    instance = replay.start(f"{blueprint_name} via {shell}: start", web["startCommand"], env, via=shell)
+    assert instance.process is not None
+    started = instance.process.pid
+    running = dict(instance.session())
+    assert "gunicorn" in running[started], running
+    assert "kidoo_preschool.wsgi:application" in running[started]
+    workers = [pid for pid in running if pid != started]
+    assert workers, running
+
+    os.kill(started, signal.SIGTERM)
+    returncode = instance.process.wait(timeout=60)
+
+    log = instance.output()
+    print(f"\n=== {instance.label}: exit {returncode} after SIGTERM\n{log}")
+    assert returncode == 0
+    assert "Handling signal: term" in log
+    assert "Shutting down: Master" in log
+    assert instance.session() == [], "a gunicorn process outlived its master"
+
+
+def test_render_stop__without_exec_sh_would_leave_gunicorn_serving_after_sigterm(
+    account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
+) -> None:
+    """Why the start lines say `exec`: run by sh, `... && gunicorn ...` keeps the shell as the
+    process Render signals; SIGTERM ends the shell and gunicorn goes on, orphaned, until SIGKILL."""
+    without_exec = service("web", FREE)["startCommand"].replace("exec gunicorn", "gunicorn")
+    assert without_exec != service("web", FREE)["startCommand"]
+    env = account.environment("web", pg_server.url(database), FREE)
+    instance = replay.start("free plan via sh, without exec", without_exec, env, via="sh")
+    assert instance.process is not None
+
+    os.kill(instance.process.pid, signal.SIGTERM)
+    instance.process.wait(timeout=60)
+
+    survivors = instance.session()
+    assert any("gunicorn" in command for _, command in survivors), survivors
+    assert plain_get(instance.port, "/healthz").status == 200
+    # (The replay fixture kills the orphans.)
 
 
 def test_render_identity_kept_off_the_server__deploys_go_on_and_an_emptied_database_stops_the_start(
-    account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
+    alerts: AlertReceiver, account: RenderAccount, pg_server: PostgresServer, database: str, replay: Replay
 ) -> None:
     """BACKUP_AGE_IDENTITY left empty (render.yaml's comment): deploys with data are not affected, and
     on an emptied database the start command stops with a clear error until someone restores by hand."""
@@ -954,6 +1176,7 @@ def test_render_identity_kept_off_the_server__deploys_go_on_and_an_emptied_datab
     )
     assert stopped.returncode != 0
     assert "BACKUP_AGE_IDENTITY" in stopped.stdout, "the error should say which key is missing"
+    assert [ping.path for ping in alerts.pings][-1] == CHECK_PATH + "/fail"
     assert "Traceback" not in stopped.stdout
     assert database_fingerprint(pg_server, database)["api_enquiry"][0] == 0
 

@@ -4,6 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from ops.alerts import alerting
 from ops.backup import BackupResult, run_backup
 from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
@@ -102,6 +103,7 @@ class Command(BaseCommand):
             help="With --verify --latest: also consider backups of an empty database.",
         )
 
+    @alerting("backup")
     def handle(self, *args, **options):
         chosen = {
             "--list": options["list"],

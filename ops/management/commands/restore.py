@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from ops.alerts import alerting
 from ops.errors import OpsError, as_command_error
 from ops.media.backup import MediaRestoreResult, restore_media
 from ops.progress import ProgressPrinter
@@ -79,6 +80,7 @@ class Command(BaseCommand):
         except EOFError:
             return False
 
+    @alerting("restore")
     def handle(self, *args, **options):
         if bool(options["source"]) == options["latest"]:
             raise CommandError("Name a backup (or a file, or -) or use --latest, not both.", returncode=2)
