@@ -5,6 +5,10 @@ stream when it is age-encrypted (the identity comes from the environment, as for
 and reads the whole archive through ``verify_archive``: structure, every table's checksum, the
 archive's own checksum. Finally the repository manifest's summary must describe the archive
 inside it. Streams part by part: memory holds one part, nothing is written to disk.
+
+Before any download: with a signing key configured (ops/repository/signing.py) the manifest's
+signature must be valid. ``check_authentic`` and ``check_encryption_claim`` are the checks a
+restore makes too, word for word.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.repository.backups import BackupInfo, BackupRepository, CorruptBackup, PartsReader
 from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository.signing import check_signature, signing_key_from_environment
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,26 @@ def _check_summary(backup: BackupInfo, manifest: Manifest) -> None:
         )
 
 
+def check_authentic(backup: BackupInfo) -> None:
+    """With a signing key configured: the backup's manifest must carry a valid signature by it."""
+    key = signing_key_from_environment()
+    if key is not None:
+        check_signature(backup.manifest, key, f"Backup {backup.name}")
+
+
+def check_encryption_claim(backup: BackupInfo, head: bytes) -> None:
+    """The stream beginning with ``head`` must be age-encrypted exactly when the manifest says so.
+
+    A manifest claiming "encrypted" over plaintext parts would otherwise be read as plaintext
+    whatever key or passphrase is given: the claim, not the data, decides what is trusted.
+    """
+    if is_age_encrypted(head) != backup.encrypted:
+        raise CorruptBackup(
+            f"Backup {backup.name} is listed as {'encrypted' if backup.encrypted else 'unencrypted'} "
+            "but its data is not: it is damaged or was replaced. Restore another one."
+        )
+
+
 def verify_backup(
     repository: BackupRepository,
     name: str | None = None,
@@ -68,17 +93,14 @@ def verify_backup(
     started = time.monotonic()
     backup = repository.pick(name, latest=latest, include_empty=include_empty)
     what = f"Backup {backup.name}"
+    check_authentic(backup)
     # Read before any download: a missing key is reported before the parts are fetched.
     wrapped = repository.wrapped_identity(backup)
     identities = decryption_identities(wrapped) if backup.encrypted else None
     stream = PartsReader(repository.read_parts(backup))
     head = stream.read(64)
     encrypted = is_age_encrypted(head)
-    if encrypted != backup.encrypted:
-        raise CorruptBackup(
-            f"{what} is listed as {'encrypted' if backup.encrypted else 'unencrypted'} but its data "
-            "is not: it is damaged or was replaced. Restore another one."
-        )
+    check_encryption_claim(backup, head)
     source = _Prefixed(head, stream)
     if identities is None:
         manifest = verify_archive(source, what=what)
