@@ -420,7 +420,9 @@ def test_signing__a_changed_manifest_no_longer_matches_its_signature(
     name = backup(alias)
     manifest_path = next(backup_dir.rglob(f"{name}/{MANIFEST}"))
     manifest = json.loads(manifest_path.read_text())
-    assert run_command("backup", database=alias, verify=name)[0].startswith(f"Backup {name} is intact")
+    intact, _ = run_command("backup", database=alias, verify=name)
+    assert intact.startswith(f"Backup {name} is intact")
+    assert "encrypted, signed by this deployment's key, " in intact
     manifest["summary"]["reason"] = "changed"
     manifest_path.write_text(json.dumps(manifest))
 

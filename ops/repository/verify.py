@@ -36,6 +36,8 @@ class VerifyResult:
     seconds: float
     # What the repository manifest says (read once): verify_media reads the media stream it lists.
     backup: BackupInfo
+    # Its manifest's signature was checked with the configured key (unset: not checked).
+    signature_checked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,9 @@ class VerifyResult:
             "rows": self.rows,
             "holds_data": self.holds_data,
             "seconds": round(self.seconds, 3),
+            "kind": self.backup.kind,
+            "signed": self.backup.signed,
+            "signature_checked": self.signature_checked,
         }
 
 
@@ -62,11 +67,16 @@ def _check_summary(backup: BackupInfo, manifest: Manifest) -> None:
         )
 
 
-def check_authentic(backup: BackupInfo) -> None:
-    """With a signing key configured: the backup's manifest must carry a valid signature by it."""
+def check_authentic(backup: BackupInfo) -> bool:
+    """With a signing key configured: the backup's manifest must carry a valid signature by it.
+
+    Returns whether the signature was checked (False: no key configured here).
+    """
     key = signing_key_from_environment()
-    if key is not None:
-        check_signature(backup.manifest, key, f"Backup {backup.name}")
+    if key is None:
+        return False
+    check_signature(backup.manifest, key, f"Backup {backup.name}")
+    return True
 
 
 def check_encryption_claim(backup: BackupInfo, head: bytes) -> None:
@@ -93,7 +103,7 @@ def verify_backup(
     started = time.monotonic()
     backup = repository.pick(name, latest=latest, include_empty=include_empty)
     what = f"Backup {backup.name}"
-    check_authentic(backup)
+    signature_checked = check_authentic(backup)
     # Read before any download: a missing key is reported before the parts are fetched.
     wrapped = repository.wrapped_identity(backup)
     identities = decryption_identities(wrapped) if backup.encrypted else None
@@ -120,6 +130,7 @@ def verify_backup(
         holds_data=manifest.holds_data,
         seconds=time.monotonic() - started,
         backup=backup,
+        signature_checked=signature_checked,
     )
 
 

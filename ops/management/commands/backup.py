@@ -179,6 +179,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({**result.as_dict(), "media": media_dict}, indent=2))
         elif options["verbosity"] >= 1:
             encrypted = "encrypted, " if result.encrypted else ""
+            if result.signature_checked:
+                encrypted += "signed by this deployment's key, "
             data = "" if result.holds_data else "; it holds no user data"
             if media is not None:
                 data += f"; media: {media.files} files listed, {media.stored_files} stored"
