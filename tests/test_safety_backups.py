@@ -185,11 +185,12 @@ def test_laptop_pull__never_poisons_production_and_if_empty_latest_restores_prod
 # --- finding 2: --latest never picks a safety backup ------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["postgres", "sqlite"])
 @pytest.mark.usefixtures("backup_dir")
 def test_restore__latest_after_a_restore_is_the_full_backup_not_the_safety_backup(
-    scratch: ScratchDatabases,
+    scratch: ScratchDatabases, engine: str
 ) -> None:
-    alias = scratch.postgres()
+    alias = scratch.postgres() if engine == "postgres" else scratch.sqlite()
     fm.Tag.objects.using(alias).create(name="good")
     good = backup(alias)
     expected = fingerprint(alias)
