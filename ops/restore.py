@@ -265,10 +265,15 @@ def _restore_partial(
     archive: OpenedArchive,
     *,
     has_data: bool,
+    if_empty: bool,
     progress: ProgressCallback,
     convert: TableConverter | None,
-) -> tuple[str | None, int]:
-    """The partial backup's tables replaced in one transaction, after a safety backup of everything."""
+) -> tuple[bool, str | None, int]:
+    """The partial backup's tables replaced in one transaction, after a safety backup of everything.
+
+    Returns whether it restored (``if_empty`` and data found under the lock: not), the safety
+    backup's name and the rows loaded.
+    """
     connection = connections[database]
     partial_load.check_shape(connection, archive.manifest)
     lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -284,11 +289,13 @@ def _restore_partial(
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 # Under the lock, in the snapshot the safety backup reads.
                 if holds_user_data(database):
+                    if if_empty:
+                        return False, None, 0
                     safety = _safety_backup(database, in_transaction=True)
             rows = partial_load.replace_tables(
                 connection, database, archive.file, archive.manifest, progress, convert
             )
-    return safety, rows
+    return True, safety, rows
 
 
 def _restore_postgres(
@@ -440,14 +447,20 @@ def run_restore(
             if has_data and confirm is not None and not confirm(label, scope):
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
             jobs = 1
-            if partial:
-                safety, rows = _restore_partial(
-                    database, archive, has_data=has_data, progress=progress, convert=convert
-                )
-            elif connection.vendor == "postgresql":
-                restored, safety, rows, jobs = _restore_postgres(
-                    database, archive, if_empty=if_empty, progress=progress, convert=convert
-                )
+            if partial or connection.vendor == "postgresql":
+                if partial:
+                    restored, safety, rows = _restore_partial(
+                        database,
+                        archive,
+                        has_data=has_data,
+                        if_empty=if_empty,
+                        progress=progress,
+                        convert=convert,
+                    )
+                else:
+                    restored, safety, rows, jobs = _restore_postgres(
+                        database, archive, if_empty=if_empty, progress=progress, convert=convert
+                    )
                 if not restored:
                     return RestoreResult(
                         archive.name,
