@@ -615,6 +615,7 @@ def account(
         ),
         "BACKUP_AGE_RECIPIENTS": str(identity.to_public()),
         "BACKUP_AGE_IDENTITY": str(identity),
+        "BACKUP_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "HEALTHCHECK_TOKEN": secrets.token_urlsafe(32),
     }
     built = RenderAccount(checkout(root / "app"), venv, machine, dashboard)
@@ -851,6 +852,8 @@ def test_render_life__replayed_end_to_end(
     assert with_data, "pruning left no backup that holds data"
     # BACKUP_AGE_RECIPIENTS reached both services: nothing left unencrypted.
     assert all(entry["encrypted"] for entry in after_cron), after_cron
+    # BACKUP_SIGNING_KEY too: every backup verifies against it (the start command checked one).
+    assert all(entry["signature"] == "valid" for entry in after_cron), after_cron
 
     # 7. A release whose migration fails: pre-deploy exits non-zero, Render cancels the deploy and the
     # running instance keeps serving; nothing is lost.
