@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -489,3 +490,29 @@ def test_prune__safety_backups_kept_apart_the_newest_n_of_each_database(
     from ops.repository.prune import configured_policy
 
     assert configured_policy().keep_safety == 5
+
+
+def test_policy__what_the_check_costs_on_cloudinary(
+    scratch: ScratchDatabases, cloudinary_repository: CloudinaryEmulator, production_keys: Environment
+) -> None:
+    """Encrypted writes check nothing; a refused plaintext one lists once and reads the newest manifest."""
+    emulator = cloudinary_repository
+    alias = scratch.postgres()
+    fm.Tag.objects.using(alias).create(name="t")
+
+    def spent(*args: str, **options: Any) -> Counter[str]:
+        before = emulator.calls
+        run_command(*args, **options)
+        return emulator.calls - before
+
+    production_keys.use()
+    first = spent("backup", database=alias)
+    second = spent("backup", database=alias)
+    # The size limit (1 Admin call), the part and the manifest, the manifest read back: no check.
+    assert first == second == Counter(admin=1, upload=2, download=1)
+    Environment(production_keys._monkeypatch).use()  # no keys at all
+    # One listing, then the newest manifest is encrypted: refused before the size limit is asked.
+    before = emulator.calls
+    assert failing_command("backup", database=alias).returncode == 2
+    assert emulator.calls - before == Counter(admin=1, download=1)
+    assert len(names_in(alias)) == 2
