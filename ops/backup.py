@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
+import socket
 import sqlite3
 import tempfile
 import time
@@ -40,8 +42,16 @@ from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media.backup import MediaOptions, recording_media
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository.backups import BackupRepository, configured_repository, new_backup_name
+from ops.repository.backups import (
+    FULL,
+    PARTIAL,
+    SAFETY,
+    BackupRepository,
+    configured_repository,
+    new_backup_name,
+)
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
+from ops.repository.signing import signing_key_from_environment
 
 _COPY_BUFFER = 1024 * 1024
 _SQLITE_BATCH = 2000
@@ -62,6 +72,9 @@ class BackupResult:
     message: str = ""
     # Repository backups: the media manifest's counts (ops/media/backup.py), None otherwise.
     media: dict[str, Any] | None = None
+    # full, or partial (--include/--exclude): a partial backup restores only its own tables.
+    kind: str = FULL
+    signed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +89,8 @@ class BackupResult:
             "skipped": self.skipped,
             "message": self.message,
             "media": self.media,
+            "kind": self.kind,
+            "signed": self.signed,
         }
 
 
@@ -98,6 +113,49 @@ def tables_hold_user_data(database: str, tables: Sequence[ModelTable]) -> bool:
     except (DatabaseError, sqlite3.Error) as error:
         raise OpsError(f"Reading the database failed: {redact(str(error).strip())}") from None
     return False
+
+
+class UnsafeWrite(OpsConfigurationError):
+    """Writing this backup would break the repository's encryption policy."""
+
+
+def check_write_policy(repository: BackupRepository, encrypted: bool, what: str = "This backup") -> None:
+    """Refuse an unencrypted write into a repository that holds encrypted backups.
+
+    Such a repository holds personal data only as ciphertext; one plaintext backup in it (a
+    laptop's safety backup, a cron job that lost its variable) would undo that.
+    """
+    if encrypted:
+        return
+    held = repository.encrypted_backup()
+    if held is not None:
+        variable = ops_setting("ENCRYPTION_RECIPIENTS_ENV")
+        raise UnsafeWrite(
+            f"{what} would be written unencrypted into the {repository.description}, which holds "
+            f"encrypted backups ({held}): {variable} is not set here. Set {variable} to the "
+            "repository's age public key(s) (`age-keygen -y key.txt` prints yours), or use another "
+            "repository (OPS['BACKUP_REPOSITORY'] / OPS['BACKUP_NAMESPACE']). Nothing was written."
+        )
+
+
+def backup_source(database: str) -> dict[str, Any]:
+    """Where a backup is taken: engine, database name and a fingerprint of the server and database.
+
+    The fingerprint is a hash of the engine, host, port and name (SQLite: this machine's name and
+    the file's path): no user, no password, nothing that opens the database. It tells one
+    database's safety backups from another's that share a repository.
+    """
+    connection = connections[database]
+    settings = connection.settings_dict
+    name = str(settings.get("NAME") or database)
+    if connection.vendor == "sqlite":
+        where = [socket.gethostname(), os.path.abspath(name)]
+        label = os.path.basename(name)
+    else:
+        where = [str(settings.get("HOST") or "local"), str(settings.get("PORT") or ""), name]
+        label = name
+    digest = hashlib.sha256("\0".join([connection.vendor, *where]).encode()).hexdigest()[:16]
+    return {"engine": connection.vendor, "database": label, "fingerprint": digest}
 
 
 def check_supported(connection: BaseDatabaseWrapper) -> None:
@@ -198,11 +256,13 @@ def write_archive(
     *,
     progress: ProgressCallback = no_progress,
     in_transaction: bool = False,
+    kind: str = FULL,
 ) -> Manifest:
     """Write the archive of ``tables`` of ``database`` to ``sink`` and return its manifest.
 
     ``in_transaction``: the caller already holds the snapshot to read (a restore's safety backup
-    reads inside its own REPEATABLE READ transaction).
+    reads inside its own REPEATABLE READ transaction). ``kind``: recorded in the archive's
+    manifest, so that a partial archive restores as one from a file too.
     """
     connection = connections[database]
     check_supported(connection)
@@ -230,6 +290,7 @@ def write_archive(
         migrations=migrations,
         holds_data=any(entry.rows and by_name[entry.name].holds_user_data for entry in writer.tables),
         tables=writer.tables,
+        extra={"kind": kind},
     )
     writer.finish(manifest)
     return manifest
@@ -256,15 +317,21 @@ def backup_to_repository(
     in_transaction: bool = False,
     require_data: bool = False,
     media: MediaOptions | None = None,
+    kind: str = FULL,
 ) -> tuple[str, Manifest, bool]:
     """A named backup in ``repository`` (encrypted when keys are configured): name, manifest, encrypted.
 
     ``require_data``: if the snapshot turns out to hold no user data, raise EmptyDatabase and leave
     nothing in the repository (the verdict of the snapshot itself, not of an earlier look).
     ``media``: also record the media files the database references (ops/media/backup.py).
+    ``kind``: full, partial or safety, recorded with the backup's source in its manifest, which is
+    signed when a signing key is configured. An unencrypted write into a repository holding
+    encrypted backups is refused (UnsafeWrite) before anything is written.
     """
     name = new_backup_name(reason)
     keys = encryption_keys_from_environment()
+    signing_key = signing_key_from_environment()
+    check_write_policy(repository, keys is not None, "The safety backup" if kind == SAFETY else "This backup")
     prepared = prepare_encryption(keys) if keys is not None else None
     encryption = (
         None if prepared is None else ("age-passphrase" if prepared.wrapped_identity else "age-x25519")
@@ -272,18 +339,25 @@ def backup_to_repository(
     wrapped = prepared.wrapped_identity if prepared is not None else None
     recipients = prepared.recipients if prepared is not None else None
     with (
-        repository.create(name, encryption=encryption, wrapped_identity=wrapped) as backup,
+        repository.create(
+            name,
+            encryption=encryption,
+            wrapped_identity=wrapped,
+            kind=kind,
+            source=backup_source(database),
+            signing_key=signing_key,
+        ) as backup,
         recording_media(database, repository, backup, name, recipients, media),
     ):
         # The seam for encryption: archive bytes -> (age) -> repository parts.
         if prepared is None:
             manifest = write_archive(
-                database, backup, tables, progress=progress, in_transaction=in_transaction
+                database, backup, tables, progress=progress, in_transaction=in_transaction, kind=kind
             )
         else:
             with encrypting(cast(IO[bytes], backup), prepared.recipients) as encrypted:
                 manifest = write_archive(
-                    database, encrypted, tables, progress=progress, in_transaction=in_transaction
+                    database, encrypted, tables, progress=progress, in_transaction=in_transaction, kind=kind
                 )
         if require_data and not manifest.holds_data:
             # Raised inside the block: the repository removes the parts already written.
@@ -315,24 +389,28 @@ def run_backup(
     started = time.monotonic()
     check_supported(connections[database])
     tables = model_tables(database, include=include, exclude=exclude)
+    # Any selection makes a partial backup, even one that happens to leave nothing out today: the
+    # next model added would be missing from it.
+    kind = PARTIAL if include or exclude else FULL
     to_repository = output is None and stream is None
     # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
         return _skipped(database, started)
     media: dict[str, Any] | None = None
+    signed = False
     if output == "-" or stream is not None:
         if stream is None:
             raise OpsConfigurationError("-o - needs a stream to write to.")
         counter = _CountingWriter(stream)
         name = new_backup_name(reason)
-        manifest = write_archive(database, counter, tables, progress=progress)
+        manifest = write_archive(database, counter, tables, progress=progress, kind=kind)
         location, size, encrypted = "standard output", counter.size, False
     elif output is not None:
         name = new_backup_name(reason)
         path = output_path(output, name)
         with atomic_file(path) as handle:
             counter = _CountingWriter(handle)
-            manifest = write_archive(database, counter, tables, progress=progress)
+            manifest = write_archive(database, counter, tables, progress=progress, kind=kind)
         location, size, encrypted, name = str(path), counter.size, False, path.name
     else:
         repository = configured_repository(database)
@@ -345,12 +423,14 @@ def run_backup(
                 progress=progress,
                 require_data=skip_empty,
                 media=MediaOptions(with_files=with_media),
+                kind=kind,
             )
         except EmptyDatabase:
             # Emptied between the look and the snapshot: the snapshot's verdict stands.
             return _skipped(database, started)
         info = repository.info(name)
         location, size, media = repository.description, info.size, info.summary.get("media")
+        signed = info.signed
     return BackupResult(
         name=name,
         location=location,
@@ -361,6 +441,8 @@ def run_backup(
         holds_data=manifest.holds_data,
         encrypted=encrypted,
         media=media,
+        kind=kind,
+        signed=signed,
     )
 
 

@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_KEEP_DAILY": 7,
     "BACKUP_KEEP_WEEKLY": 4,
     "BACKUP_KEEP_MONTHLY": 6,
+    # Restores' safety backups are kept apart from that policy: the newest N of each database.
+    "BACKUP_KEEP_SAFETY": 3,
     # backup/restore (ops/backup.py, ops/restore.py). zstd level of archives (3: fast and small).
     "BACKUP_COMPRESSION_LEVEL": 3,
     # Seconds a restore waits for another restore of the same database before giving up.
@@ -41,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_PASSPHRASE_ENV": "BACKUP_AGE_PASSPHRASE",
     "ENCRYPTION_IDENTITY_ENV": "BACKUP_AGE_IDENTITY",
     "ENCRYPTION_IDENTITY_FILE_ENV": "BACKUP_AGE_IDENTITY_FILE",
+    # Authenticity (ops/repository/signing.py): the variable holding the secret that signs every
+    # backup's manifest (HMAC-SHA256) and without whose valid signature nothing is restored.
+    "SIGNING_KEY_ENV": "BACKUP_SIGNING_KEY",
     # db_size and the db_size health check (ops/health/db_size.py). The plan's storage limit in bytes (or
     # "1GiB", "256MB"): 1 GiB is Render's free database. Percentages of it that warn / fail.
     "DB_SIZE_LIMIT": 1024**3,

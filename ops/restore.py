@@ -16,6 +16,16 @@ Order of work:
    constraints, COPY every table in, re-create indexes and constraints, reset sequences.
    SQLite: build a new file beside the old one and swap it in (ops/engines/sqlite_load.py).
 4. Migrate forward to the code's migrations (unless ``migrate=False``).
+
+What is trusted (before step 1 reads any row): a backup in the repository must carry a valid
+signature when ``BACKUP_SIGNING_KEY`` is set, and its data must be encrypted exactly when its
+manifest says so (the checks of ``backup --verify``); with a decryption key configured, an
+unencrypted archive is refused unless ``allow_unencrypted``. The safety backup obeys the
+repository's encryption policy: when it cannot be written (plaintext into a repository of
+encrypted backups), the restore stops before any change.
+
+A partial backup (--include/--exclude) replaces only its own tables' rows
+(ops/engines/partial_load.py); into a database without any table yet it restores as a full one.
 """
 
 from __future__ import annotations
@@ -37,19 +47,40 @@ from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive.format import Manifest, Readable, verify_archive
-from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
+from ops.backup import (
+    backup_source,
+    backup_to_repository,
+    check_supported,
+    check_write_policy,
+    tables_hold_user_data,
+)
 from ops.conf import ops_setting
-from ops.engines import pg_load, pg_parallel
+from ops.engines import partial_load, pg_load, pg_parallel
 from ops.engines.cross_engine import TableConverter, plan_conversion
 from ops.engines.migration_state import check_known, migrate_to_recorded
 from ops.engines.sqlite_load import restore_sqlite
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository.backups import BackupNotFound, BackupRepository, configured_repository
-from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository.backups import (
+    PARTIAL,
+    SAFETY,
+    BackupNotFound,
+    BackupRepository,
+    configured_repository,
+)
+from ops.repository.encryption import (
+    decrypting,
+    decryption_configured,
+    decryption_identities,
+    encryption_keys_from_environment,
+    is_age_encrypted,
+)
+from ops.repository.verify import check_authentic, check_encryption_claim
 
-Confirm = Callable[[str], bool]
+# Asked before replacing data: the database's name, and None for a full restore or the text
+# saying which tables a partial one replaces (and that the others stay as they are).
+Confirm = Callable[[str, str | None], bool]
 
 
 class RestoreCancelled(OpsError):
@@ -72,6 +103,8 @@ class RestoreResult:
     jobs: int = 1
     # Not restored, and worth a look: --if-empty --latest found no backup to restore.
     warning: bool = False
+    # A partial backup: which tables it replaced (every other table was left as it was).
+    partial: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +117,7 @@ class RestoreResult:
             "safety_backup": self.safety_backup,
             "jobs": self.jobs,
             "message": self.message,
+            "partial": self.partial,
         }
 
 
@@ -99,12 +133,26 @@ def _copy(source: Readable, target: IO[bytes]) -> None:
         target.write(chunk)
 
 
+class UnencryptedRefused(OpsConfigurationError):
+    """A plaintext archive, where a decryption key says backups are encrypted."""
+
+
 @contextlib.contextmanager
-def _plaintext(handle: BinaryIO, wrapped_identity: bytes | None) -> Iterator[BinaryIO]:
+def _plaintext(
+    handle: BinaryIO, wrapped_identity: bytes | None, name: str, allow_unencrypted: bool
+) -> Iterator[BinaryIO]:
     """``handle`` itself, or a private temporary file holding its decryption."""
     head = handle.read(64)
     handle.seek(0)
     if not is_age_encrypted(head):
+        if decryption_configured() and not allow_unencrypted:
+            # This environment reads encrypted backups: a plaintext one was not written by it
+            # (or not as configured). Anyone can write plaintext; only the recipients' owners can read.
+            raise UnencryptedRefused(
+                f"Backup {name} is not encrypted, and a decryption key is configured here: backups "
+                "of this deployment are encrypted, so this one was written elsewhere or without "
+                "its key. Nothing was changed. Pass --allow-unencrypted if you trust it."
+            )
         yield handle
         return
     identities = decryption_identities(wrapped_identity)
@@ -123,6 +171,7 @@ def open_archive(
     latest: bool = False,
     stdin: Readable | None = None,
     repository: BackupRepository | None = None,
+    allow_unencrypted: bool = False,
 ) -> Iterator[OpenedArchive]:
     """The verified archive named by ``source`` (repository name, file path or "-"), or the latest."""
     with contextlib.ExitStack() as stack:
@@ -131,7 +180,11 @@ def open_archive(
             repository = repository or configured_repository(database)
             backup = repository.latest() if latest else repository.info(str(source))
             name = backup.name
+            # Both before a byte of its data is trusted, as `backup --verify` checks them.
+            check_authentic(backup)
             handle = cast(BinaryIO, stack.enter_context(repository.spooled(backup)))
+            check_encryption_claim(backup, handle.read(64))
+            handle.seek(0)
             wrapped = repository.wrapped_identity(backup)
         elif source == "-":
             name = "standard input"
@@ -147,7 +200,7 @@ def open_archive(
                 raise OpsConfigurationError(f"Cannot read {source} ({error.strerror}).") from None
         else:
             raise OpsConfigurationError("Name a backup, a file or - (stdin), or use --latest.")
-        plain = stack.enter_context(_plaintext(handle, wrapped))
+        plain = stack.enter_context(_plaintext(handle, wrapped, name, allow_unencrypted))
         manifest = verify_archive(plain, what=f"Backup {name}")
         plain.seek(0)
         yield OpenedArchive(name, manifest, plain)
@@ -174,6 +227,7 @@ def _describe(connection: BaseDatabaseWrapper) -> str:
 
 
 def _safety_backup(database: str, in_transaction: bool) -> str:
+    """What the restore replaces, as a ``safety`` backup (never --latest; ``restore --undo``)."""
     repository = configured_repository(database)
     name, _, _ = backup_to_repository(
         database,
@@ -181,8 +235,67 @@ def _safety_backup(database: str, in_transaction: bool) -> str:
         _existing_model_tables(connections[database], database),
         reason="pre-restore",
         in_transaction=in_transaction,
+        kind=SAFETY,
     )
     return name
+
+
+def check_safety_backup_allowed(database: str) -> None:
+    """Before any change: the safety backup could be written (the repository's encryption policy)."""
+    check_write_policy(
+        configured_repository(database),
+        encryption_keys_from_environment() is not None,
+        "The safety backup of this restore",
+    )
+
+
+def describe_partial(manifest: Manifest) -> str:
+    """Which tables a partial backup replaces, by model (apps when there are many)."""
+    labels = [entry.model or entry.name for entry in manifest.tables]
+    if len(labels) > 8:
+        apps_named = sorted({label.split(".")[0] for label in labels})
+        what = f"the {len(labels)} tables of {', '.join(apps_named)}"
+    else:
+        what = f"{len(labels)} table(s): {', '.join(labels)}"
+    return f"only {what}; every other table is left as it is"
+
+
+def _restore_partial(
+    database: str,
+    archive: OpenedArchive,
+    *,
+    has_data: bool,
+    if_empty: bool,
+    progress: ProgressCallback,
+    convert: TableConverter | None,
+) -> tuple[bool, str | None, int]:
+    """The partial backup's tables replaced in one transaction, after a safety backup of everything.
+
+    Returns whether it restored (``if_empty`` and data found under the lock: not), the safety
+    backup's name and the rows loaded.
+    """
+    connection = connections[database]
+    partial_load.check_shape(connection, archive.manifest)
+    lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if connection.vendor == "postgresql":
+        lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
+    with lock:
+        safety = None
+        if has_data and connection.vendor == "sqlite":
+            safety = _safety_backup(database, in_transaction=False)
+        with transaction.atomic(using=database):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # Under the lock, in the snapshot the safety backup reads.
+                if holds_user_data(database):
+                    if if_empty:
+                        return False, None, 0
+                    safety = _safety_backup(database, in_transaction=True)
+            rows = partial_load.replace_tables(
+                connection, database, archive.file, archive.manifest, progress, convert
+            )
+    return True, safety, rows
 
 
 def _restore_postgres(
@@ -260,10 +373,13 @@ def run_restore(
     stdin: Readable | None = None,
     progress: ProgressCallback = no_progress,
     include_empty: bool = False,
+    undo: bool = False,
+    allow_unencrypted: bool = False,
 ) -> RestoreResult:
     """Restore ``database`` from an archive. ``confirm`` asks before replacing data (None: don't ask).
 
-    ``latest`` picks the newest backup that holds data (``include_empty``: the newest at all).
+    ``latest`` picks the newest full backup that holds data (``include_empty``: the newest full
+    one at all); ``undo`` the newest safety backup of this very database (the last restore's).
     """
     started = time.monotonic()
     _return_large_blocks_to_the_os()
@@ -278,6 +394,9 @@ def run_restore(
         label = _describe(connection)
         message = f"Database {label} already holds data: nothing restored."
         return RestoreResult(source or "latest", label, 0, 0, 0.0, restored=False, message=message)
+    if undo:
+        repository = configured_repository(database)
+        source = repository.last_safety_backup(str(backup_source(database)["fingerprint"])).name
     if latest:
         repository = configured_repository(database)
         try:
@@ -290,7 +409,14 @@ def run_restore(
             label = _describe(connection)
             message = f"Database {label} is empty and nothing was restored: {error}"
             return RestoreResult("", label, 0, 0, 0.0, restored=False, message=message, warning=True)
-    with open_archive(database, source, latest=latest, stdin=stdin, repository=repository) as archive:
+    with open_archive(
+        database,
+        source,
+        latest=latest,
+        stdin=stdin,
+        repository=repository,
+        allow_unencrypted=allow_unencrypted,
+    ) as archive:
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
             progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))
@@ -311,13 +437,30 @@ def run_restore(
                     restored=False,
                     message=f"Database {label} already holds data: nothing restored.",
                 )
-            if has_data and confirm is not None and not confirm(label):
+            # Into a database without tables yet, a partial backup has nothing to leave alone.
+            partial = manifest.extra.get("kind") == PARTIAL and bool(
+                _existing_model_tables(connection, database)
+            )
+            scope = describe_partial(manifest) if partial else None
+            if has_data:
+                check_safety_backup_allowed(database)
+            if has_data and confirm is not None and not confirm(label, scope):
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
             jobs = 1
-            if connection.vendor == "postgresql":
-                restored, safety, rows, jobs = _restore_postgres(
-                    database, archive, if_empty=if_empty, progress=progress, convert=convert
-                )
+            if partial or connection.vendor == "postgresql":
+                if partial:
+                    restored, safety, rows = _restore_partial(
+                        database,
+                        archive,
+                        has_data=has_data,
+                        if_empty=if_empty,
+                        progress=progress,
+                        convert=convert,
+                    )
+                else:
+                    restored, safety, rows, jobs = _restore_postgres(
+                        database, archive, if_empty=if_empty, progress=progress, convert=convert
+                    )
                 if not restored:
                     return RestoreResult(
                         archive.name,
@@ -360,4 +503,5 @@ def run_restore(
         safety_backup=safety,
         migrated_forward=migrated,
         jobs=jobs,
+        partial=scope,
     )

@@ -58,7 +58,10 @@ def test_list__text_table_of_the_backups(scratch: ScratchDatabases) -> None:
     out, _ = run_command("backup", database=alias, list=True)
 
     header, first, second, summary = out.splitlines()
-    assert header.split() == ["NAME", "CREATED", "(UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA"]
+    assert header.split() == [
+        *["NAME", "CREATED", "(UTC)", "SIZE", "TABLES", "ROWS"],
+        *["KIND", "SIGNED", "ENCRYPTED", "DATA"],
+    ]
     assert first.startswith(empty.name)
     assert first.split()[-2:] == ["NO", "EMPTY"]
     assert second.startswith(daily.name)

@@ -6,6 +6,7 @@ backup folder or the Cloudinary emulator. The browser test is in tests/test_data
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 from pathlib import Path
@@ -17,10 +18,13 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
+from ops.backup import backup_to_repository
 from ops.dashboard import charts
 from ops.dashboard.data import backups_section, media_section
+from ops.engines.tables import model_tables
 from ops.health import db_size
 from ops.models import SizeSample
+from ops.repository.backups import SAFETY, configured_repository
 from tests.cloudinary_emulator import CloudinaryEmulator
 from tests.commands import run_command
 
@@ -273,3 +277,25 @@ def test_charts__gauge_marks_thresholds_and_state() -> None:
     assert 'class="fill failure"' in svg
     assert svg.count('class="threshold') == 2
     assert 'class="fill ok"' in charts.gauge(10.0, 80.0, 95.0, title="g", desc="d")
+
+
+@pytest.mark.usefixtures("local_backups")
+def test_page__kinds_and_signatures_shown_and_a_safety_backup_never_highlighted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BACKUP_SIGNING_KEY", base64.b64encode(b"k" * 32).decode())
+    User.objects.create_user("ada", "ada@example.org", "pw")
+    run_command("backup", reason="daily", verbosity=0)
+    # What a restore takes first (restoring "default" itself is beyond this test's connections).
+    repository, tables = configured_repository("default"), model_tables("default")
+    backup_to_repository("default", repository, tables, reason="pre-restore", kind=SAFETY)
+    cache.clear()
+    rows = backups_section("default").rows
+    assert [(row.kind, row.signed, row.newest_full) for row in rows] == [
+        ("safety", "yes", False),
+        ("full", "yes", True),
+    ]
+    monkeypatch.setenv("BACKUP_SIGNING_KEY", base64.b64encode(b"x" * 32).decode())
+    cache.clear()
+    html = superuser_client().get(PAGE).content.decode()
+    assert html.count('<span class="ops-bad">BAD</span>') == 2

@@ -958,6 +958,8 @@ def test_render_life__replayed_end_to_end(
         ping.body.startswith("backup --prune succeeded on kidoo-daily-backup") for ping in alerts.pings
     )
     assert any(ping.body.startswith("backup succeeded on kidoo-backend") for ping in alerts.pings)
+    # BACKUP_SIGNING_KEY too: every backup verifies against it (the start command checked one).
+    assert all(entry["signature"] == "valid" for entry in after_cron), after_cron
 
     # 7. A release whose migration fails: pre-deploy exits non-zero, Render cancels the deploy and the
     # running instance keeps serving; nothing is lost.

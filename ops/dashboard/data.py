@@ -25,8 +25,9 @@ from ops.errors import OpsError, redact
 from ops.health import db_size
 from ops.health.runner import configured_checks, run_checks
 from ops.media.undo_logs import undo_log_lines
-from ops.repository.backups import UNDO_PREFIX, BackupInfo, BackupRepository, configured_repository
+from ops.repository.backups import FULL, UNDO_PREFIX, BackupInfo, BackupRepository, configured_repository
 from ops.repository.listing import human_size
+from ops.repository.signing import signature_state, signing_key_from_environment
 from ops.repository.stores import StoredObject
 from ops.repository.verify import verify_backup
 
@@ -105,7 +106,7 @@ class BackupRow:
     tables: int | None
     rows: int | None
     encrypted: bool
-    signed: bool | None
+    signed: str
     holds_data: bool
     complete: bool
     newest_full: bool = False
@@ -120,15 +121,13 @@ class BackupsSection:
     total: int = 0
 
 
-def backup_kind(backup: BackupInfo) -> str:
-    """full, partial or safety, as the backup records it (older backups record none: full)."""
-    kind = getattr(backup, "kind", None) or backup.summary.get("kind")
-    return str(kind or "full")
-
-
-def backup_signed(backup: BackupInfo) -> bool | None:
-    signed = getattr(backup, "signed", None)
-    return None if signed is None else bool(signed)
+# How each signature state reads on the page (ops.repository.signing.signature_state).
+SIGNATURE_TEXT = {
+    "valid": "yes",
+    "present": "yes (unchecked: no key here)",
+    "unsigned": "no",
+    "invalid": "BAD",
+}
 
 
 def _age(created_at: dt.datetime, now: dt.datetime) -> str:
@@ -163,16 +162,13 @@ def _listing(database: str) -> tuple[BackupRepository, _Listing]:
 def backups_section(database: str) -> BackupsSection:
     try:
         repository, listing = _listing(database)
+        key = signing_key_from_environment()
     except OpsError as error:
         return BackupsSection(location="", rows=[], more=0, error=redact(str(error)))
     backups = listing.backups
     now = timezone.now()
     newest_full = next(
-        (
-            backup.name
-            for backup in backups
-            if backup.complete and backup.holds_data and backup_kind(backup) == "full"
-        ),
+        (backup.name for backup in backups if backup.complete and backup.holds_data and backup.kind == FULL),
         None,
     )
     rows = []
@@ -181,14 +177,14 @@ def backups_section(database: str) -> BackupsSection:
         rows.append(
             BackupRow(
                 name=backup.name,
-                kind=backup_kind(backup),
+                kind=backup.kind,
                 created_at=backup.created_at,
                 age=_age(backup.created_at, now),
                 size=human_size(backup.size),
                 tables=tables if isinstance(tables, int) else None,
                 rows=count if isinstance(count, int) else None,
                 encrypted=backup.encrypted,
-                signed=backup_signed(backup),
+                signed=SIGNATURE_TEXT[signature_state(backup.manifest, key)],
                 holds_data=backup.holds_data,
                 complete=backup.complete,
                 newest_full=backup.name == newest_full,

@@ -93,6 +93,7 @@ from ops.repository.backups import (
 )
 from ops.repository.encryption import ByteReader, decrypting, decryption_identities, encrypting
 from ops.repository.stores import RetryPolicy, _is_transient
+from ops.repository.verify import check_authentic
 
 MEDIA_PART_PREFIX = "media-part"
 MEDIA_FORMAT = "kidoo-ops-media"
@@ -878,6 +879,8 @@ def restore_media(
     options = options or MediaOptions()
     repository = repository or configured_repository(database)
     backup = repository.pick(name, latest=latest, include_empty=include_empty)
+    # The files it lists are uploaded into the site's media: only from a backup this deployment wrote.
+    check_authentic(backup)
     result = MediaRestoreResult(backup.name, dry_run=dry_run)
 
     def problem(text: str) -> None:

@@ -5,8 +5,13 @@ Layout of backup ``NAME`` in the store::
     NAME/part-00000 ...   the archive stream (age-encrypted when configured), cut into parts below
                           the store's object size limit (Cloudinary: the account's raw file limit)
     NAME/identity.age     passphrase mode only: the backup's key, encrypted with the passphrase
-    NAME/manifest.json    written last: parts with their sizes and SHA-256, and the archive's
-                          summary. A backup exists, lists and restores only once this exists.
+    NAME/manifest.json    written last: parts with their sizes and SHA-256, the archive's
+                          summary, the backup's kind and source, and (with a signing key) an
+                          HMAC over all of it (ops/repository/signing.py). A backup exists, lists
+                          and restores only once this exists.
+
+Kinds: ``full`` (every table), ``partial`` (--include/--exclude: some tables), ``safety`` (what a
+restore replaced). ``--latest`` only ever means the newest full one.
 
 Parts stream: memory holds one part at most. An interrupted backup leaves parts without a
 manifest; they never list as a backup and ``prune`` removes them once abandoned. The manifest
@@ -31,6 +36,7 @@ from typing import IO, Any
 from ops.conf import ops_setting
 from ops.errors import OpsConfigurationError, OpsError
 from ops.extras import is_installed, require_extra
+from ops.repository import signing
 from ops.repository.stores import (
     CloudinaryStore,
     DjangoStorageStore,
@@ -54,6 +60,12 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 # backups (ops/media/undo_logs.py). They never list, prune or restore as backups; no backup takes the name.
 UNDO_PREFIX = "undo"
 RESERVED_NAMES = frozenset({UNDO_PREFIX})
+FULL = "full"
+PARTIAL = "partial"
+SAFETY = "safety"
+KINDS = (FULL, PARTIAL, SAFETY)
+# The reason a restore gives its safety backup: manifests older than ``kind`` are told by it.
+SAFETY_REASON = "pre-restore"
 
 
 class BackupNotFound(OpsError):
@@ -183,6 +195,20 @@ class BackupInfo:
     # Set when a manifest exists but cannot be read (damaged, or written by another format version):
     # such a backup is not "never completed", and no prune may take it for abandoned parts.
     unreadable: str | None = None
+    # full, partial or safety (``kind_of``); where it was taken: engine, database, host fingerprint.
+    kind: str = FULL
+    source: dict[str, Any] = field(default_factory=dict)
+    # The manifest as stored: its signature is checked over exactly these members.
+    manifest: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def signed(self) -> bool:
+        return signing.is_signed(self.manifest)
+
+    @property
+    def fingerprint(self) -> str | None:
+        value = self.source.get("fingerprint")
+        return str(value) if value else None
 
     @property
     def holds_data(self) -> bool:
@@ -204,7 +230,23 @@ class BackupInfo:
             "tables": self.summary.get("tables"),
             "rows": self.summary.get("rows"),
             "reason": self.summary.get("reason"),
+            "kind": self.kind,
+            "source": self.source or None,
+            "signed": self.signed,
         }
+
+
+def kind_of(name: str, manifest: Mapping[str, Any]) -> str:
+    """The kind a manifest records; older manifests: safety if a restore wrote it, else full."""
+    kind = manifest.get("kind")
+    if isinstance(kind, str) and kind:
+        return kind
+    summary = manifest.get("summary") or {}
+    if (isinstance(summary, Mapping) and summary.get("reason") == SAFETY_REASON) or (
+        f"-{SAFETY_REASON}-" in name
+    ):
+        return SAFETY
+    return FULL
 
 
 def new_backup_name(reason: str, now: dt.datetime | None = None) -> str:
@@ -246,8 +288,13 @@ class BackupRepository:
         *,
         encryption: str | None = None,
         wrapped_identity: bytes | None = None,
+        kind: str = FULL,
+        source: Mapping[str, Any] | None = None,
+        signing_key: bytes | None = None,
     ) -> Iterator[BackupUnderConstruction]:
         """Write a backup: yields its sink; the manifest is written when the block succeeds.
+
+        ``signing_key``: the manifest is signed with it (ops/repository/signing.py).
 
         If the block fails, the parts written so far are deleted (a killed process leaves them to
         ``prune``); either way nothing lists as a backup unless it completed.
@@ -273,7 +320,11 @@ class BackupRepository:
                 "size": writer.size,
                 "parts": [part.as_dict() for part in writer.parts],
                 "summary": backup.summary,
+                "kind": kind,
+                "source": dict(source or {}),
             }
+            if signing_key is not None:
+                manifest = signing.sign(manifest, signing_key)
             self.store.put(f"{name}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
         except BaseException:
             with contextlib.suppress(Exception):
@@ -336,20 +387,33 @@ class BackupRepository:
                 parts=tuple(PartInfo.from_dict(part) for part in manifest["parts"]),
                 encryption=manifest.get("encryption"),
                 summary=dict(manifest.get("summary") or {}),
+                kind=kind_of(name, manifest),
+                source=dict(manifest.get("source") or {}),
+                manifest=manifest,
             )
         except (ValueError, KeyError, TypeError) as error:
             raise CorruptBackup(f"The manifest of backup {name} is damaged ({error}).") from None
 
     def latest(self, *, with_data: bool = True) -> BackupInfo:
-        backups = self.backups()
+        """The newest full backup (that holds data): never a restore's safety backup nor a partial one."""
+        everything = self.backups()
+        # The kind filter: --latest is what the start command restores into an empty database.
+        backups = [backup for backup in everything if backup.kind == FULL]
         for backup in backups:
             if backup.holds_data or not with_data:
                 return backup
         if backups:
             raise BackupNotFound(
                 f"There is no complete backup that holds data in the {self.description}: its "
-                f"{len(backups)} backup(s) are all of an empty database. Name one (`backup --list`) "
+                f"{len(backups)} full backup(s) are all of an empty database. Name one (`backup --list`) "
                 "or pass --include-empty to take the newest anyway."
+            )
+        if everything:
+            kinds = ", ".join(sorted({backup.kind for backup in everything}))
+            raise BackupNotFound(
+                f"There is no full backup in the {self.description}, only {len(everything)} of other "
+                f"kinds ({kinds}), which --latest never picks. Name one (`backup --list`) to restore "
+                "it, or take a full backup with `python manage.py backup`."
             )
         raise BackupNotFound(
             f"There is no complete backup in the {self.description}. Take one with "
@@ -364,6 +428,31 @@ class BackupRepository:
         if name:
             return self.info(name)
         raise OpsConfigurationError("Name a backup in the repository or use --latest.")
+
+    def last_safety_backup(self, fingerprint: str) -> BackupInfo:
+        """The newest safety backup taken of the database whose source fingerprint is ``fingerprint``."""
+        for backup in self.backups():
+            if backup.kind == SAFETY and backup.fingerprint == fingerprint:
+                return backup
+        raise BackupNotFound(
+            f"There is no safety backup of this database in the {self.description}: a restore "
+            "takes one only when the database held data (older ones, which do not record their "
+            "database, are restored by name: `backup --list`)."
+        )
+
+    def encrypted_backup(self) -> str | None:
+        """The name of a backup held encrypted here, or None: the repository's encryption policy.
+
+        Read newest name first and stops at the first encrypted one (a store listing plus
+        usually one manifest read); only a repository without any reads every manifest.
+        """
+        for name in sorted(self._group(), reverse=True):
+            try:
+                if self.info(name).encrypted:
+                    return name
+            except (BackupNotFound, CorruptBackup):
+                continue
+        return None
 
     def wrapped_identity(self, backup: BackupInfo) -> bytes | None:
         if backup.encryption != "age-passphrase":

@@ -168,6 +168,16 @@ def identities_from_environment() -> list[x25519.Identity]:
     return parse_identities(text)
 
 
+def decryption_configured() -> bool:
+    """Whether this environment holds a key that reads backups: an identity, or the passphrase.
+
+    Where one is set, backups are expected to be encrypted; a restore refuses a plaintext one
+    unless told otherwise (anyone can write plaintext, only the keys' owners can read).
+    """
+    passphrase = os.environ.get(str(ops_setting("ENCRYPTION_PASSPHRASE_ENV")), "")
+    return bool(_env("ENCRYPTION_IDENTITY_ENV") or _env("ENCRYPTION_IDENTITY_FILE_ENV") or passphrase)
+
+
 def decryption_identities(wrapped_identity: bytes | None) -> list[x25519.Identity]:
     """What decrypts a backup: its passphrase-wrapped identity, else the configured identities."""
     if wrapped_identity is not None:

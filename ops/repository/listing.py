@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ops.repository.backups import BackupInfo
+from ops.repository.signing import signature_state, signing_key_from_environment
 
-HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA")
+HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "KIND", "SIGNED", "ENCRYPTED", "DATA")
+# SIGNED: "yes" (valid with the configured key, or present when none is configured here), "BAD"
+# (does not verify with the configured key: a restore refuses it), "NO".
+_SIGNED = {"valid": "yes", "present": "yes", "invalid": "BAD", "unsigned": "NO"}
 
 
 def human_size(size: int) -> str:
@@ -26,15 +30,23 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def backup_record(backup: BackupInfo) -> dict[str, Any]:
+def backup_record(backup: BackupInfo, key: bytes | None = None) -> dict[str, Any]:
     """One backup for ``--format json``: no personal data, only names, counts and sizes."""
-    return {**backup.as_dict(), "encrypted": backup.encrypted}
+    record = {**backup.as_dict(), "encrypted": backup.encrypted}
+    if backup.complete:
+        record["signature"] = signature_state(backup.manifest, key)
+    return record
 
 
-def _row(backup: BackupInfo) -> tuple[str, ...]:
+def backup_records(backups: Sequence[BackupInfo]) -> list[dict[str, Any]]:
+    key = signing_key_from_environment()
+    return [backup_record(backup, key) for backup in backups]
+
+
+def _row(backup: BackupInfo, key: bytes | None) -> tuple[str, ...]:
     created = backup.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
     if not backup.complete:
-        return (backup.name, created, human_size(backup.size), "-", "-", "-", "incomplete")
+        return (backup.name, created, human_size(backup.size), "-", "-", "-", "-", "-", "incomplete")
 
     def count(key: str) -> str:
         value = backup.summary.get(key)
@@ -46,6 +58,8 @@ def _row(backup: BackupInfo) -> tuple[str, ...]:
         human_size(backup.size),
         count("tables"),
         count("rows"),
+        backup.kind,
+        _SIGNED[signature_state(backup.manifest, key)],
         "yes" if backup.encrypted else "NO",
         "yes" if backup.holds_data else "EMPTY",
     )
@@ -53,7 +67,8 @@ def _row(backup: BackupInfo) -> tuple[str, ...]:
 
 def backups_table(backups: Sequence[BackupInfo]) -> list[str]:
     """Aligned text lines: a header and one line per backup; numbers right-aligned."""
-    rows = [HEADERS, *(_row(backup) for backup in backups)]
+    key = signing_key_from_environment()
+    rows = [HEADERS, *(_row(backup, key) for backup in backups)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(HEADERS))]
     numeric = {2, 3, 4}
     lines = []

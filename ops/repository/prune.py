@@ -15,19 +15,20 @@ from typing import Any
 
 from ops.conf import ops_setting
 from ops.errors import OpsError, redact
-from ops.repository.backups import BackupInfo, BackupRepository
-from ops.repository.retention import RetentionPolicy, plan_retention
+from ops.repository.backups import FULL, SAFETY, BackupInfo, BackupRepository
+from ops.repository.retention import RetentionPolicy, plan_retention, plan_safety_retention
 
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
 
 
 def configured_policy() -> RetentionPolicy:
-    """The policy of OPS['BACKUP_KEEP_LAST'], _DAILY, _WEEKLY and _MONTHLY."""
+    """The policy of OPS['BACKUP_KEEP_LAST'], _DAILY, _WEEKLY, _MONTHLY and _SAFETY."""
     return RetentionPolicy(
         keep_last=int(ops_setting("BACKUP_KEEP_LAST")),
         keep_daily=int(ops_setting("BACKUP_KEEP_DAILY")),
         keep_weekly=int(ops_setting("BACKUP_KEEP_WEEKLY")),
         keep_monthly=int(ops_setting("BACKUP_KEEP_MONTHLY")),
+        keep_safety=int(ops_setting("BACKUP_KEEP_SAFETY")),
     )
 
 
@@ -41,6 +42,7 @@ class PruneEntry:
     size: int
     complete: bool
     holds_data: bool
+    kind: str = FULL
     deleted: bool = False
     # Why the delete failed (a failed delete leaves the backup in place).
     error: str | None = None
@@ -54,6 +56,7 @@ class PruneEntry:
             "size": self.size,
             "complete": self.complete,
             "holds_data": self.holds_data,
+            "kind": self.kind,
             "deleted": self.deleted,
             "error": self.error,
         }
@@ -92,6 +95,7 @@ class PruneResult:
                 "keep_daily": self.policy.keep_daily,
                 "keep_weekly": self.policy.keep_weekly,
                 "keep_monthly": self.policy.keep_monthly,
+                "keep_safety": self.policy.keep_safety,
             },
             "kept": len(self.kept),
             "deleted": len(self.deleted),
@@ -109,6 +113,7 @@ def _entry(backup: BackupInfo, action: str, reason: str) -> PruneEntry:
         size=backup.size,
         complete=backup.complete,
         holds_data=backup.complete and backup.holds_data,
+        kind=backup.kind,
     )
 
 
@@ -128,7 +133,21 @@ def prune_repository(
     # person to look at: deleting it as "abandoned" could take every newer backup with data.
     unreadable = [b for b in listed if b.unreadable is not None and b not in foreign]
     foreign_names = {b.name for b in foreign} | {b.name for b in unreadable}
-    plan = plan_retention([b for b in listed if b.name not in foreign_names], policy, now=now)
+    ours = [b for b in listed if b.name not in foreign_names]
+    safety = [b for b in ours if b.complete and b.kind == SAFETY]
+    plan = plan_retention([b for b in ours if b not in safety], policy, now=now)
+    # Safety backups of one database are counted apart; those that record no database share a slot set.
+    safety_plan = plan_safety_retention(safety, policy.keep_safety, lambda b: b.fingerprint)
+    plan.keep += safety_plan.keep
+    plan.delete += safety_plan.delete
+    plan.reasons.update(safety_plan.reasons)
+    # The policy's "newest backup holding data" may be a partial one: the newest full one stays too.
+    newest_full = next((b for b in ours if b.complete and b.kind == FULL and b.holds_data), None)
+    if newest_full is not None and newest_full in plan.delete:
+        plan.delete.remove(newest_full)
+        plan.keep.append(newest_full)
+        plan.reasons[newest_full.name] = "newest full backup holding data"
+    plan.delete.sort(key=lambda b: b.created_at, reverse=True)
     decided = {b.name: _entry(b, "keep", plan.reasons[b.name]) for b in plan.keep}
     decided.update({b.name: _entry(b, "delete", plan.reasons[b.name]) for b in plan.delete})
     decided.update({b.name: _entry(b, "keep", "not a backup name: left alone") for b in foreign})

@@ -13,6 +13,10 @@ Three rules sit above the policy, because they are what the incident needed:
 - The newest complete backup that holds data is never deleted, whatever the policy says.
 - A backup still being written is never deleted; one that was abandoned (started longer ago than
   ``abandoned_after``, never completed: a killed process) is, since its parts only cost space.
+
+Restores' safety backups never enter that plan (they would take its slots, and the newest one
+would be kept forever as "the newest backup holding data"): ``plan_safety_retention`` keeps the
+newest ``keep_safety`` of each database apart.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ class RetentionPolicy:
     keep_weekly: int = 4
     keep_monthly: int = 6
     abandoned_after: dt.timedelta = dt.timedelta(hours=6)
+    # Safety backups, per database (``plan_safety_retention``).
+    keep_safety: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
+        for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_safety"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Retention {name} must be 0 or more, not {getattr(self, name)}.")
 
@@ -134,4 +140,22 @@ def plan_retention(backups: Sequence[B], policy: RetentionPolicy, *, now: dt.dat
                 plan.reasons[backup.name] = "backup of an empty database"
             else:
                 plan.reasons[backup.name] = "outside the retention policy"
+    return plan
+
+
+def plan_safety_retention(
+    backups: Sequence[B], keep: int, database_of: Callable[[B], Hashable]
+) -> RetentionPlan[B]:
+    """Restores' safety backups: the newest ``keep`` of each database (``database_of``) stay."""
+    plan: RetentionPlan[B] = RetentionPlan()
+    kept: dict[Hashable, int] = {}
+    for backup in sorted(backups, key=lambda backup: backup.created_at, reverse=True):
+        database = database_of(backup)
+        if kept.get(database, 0) < keep:
+            kept[database] = kept.get(database, 0) + 1
+            plan.keep.append(backup)
+            plan.reasons[backup.name] = f"safety backup, newest {keep} of its database"
+        else:
+            plan.delete.append(backup)
+            plan.reasons[backup.name] = f"safety backup beyond the newest {keep} of its database"
     return plan

@@ -5,6 +5,10 @@ stream when it is age-encrypted (the identity comes from the environment, as for
 and reads the whole archive through ``verify_archive``: structure, every table's checksum, the
 archive's own checksum. Finally the repository manifest's summary must describe the archive
 inside it. Streams part by part: memory holds one part, nothing is written to disk.
+
+Before any download: with a signing key configured (ops/repository/signing.py) the manifest's
+signature must be valid. ``check_authentic`` and ``check_encryption_claim`` are the checks a
+restore makes too, word for word.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.repository.backups import BackupInfo, BackupRepository, CorruptBackup, PartsReader
 from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository.signing import check_signature, signing_key_from_environment
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class VerifyResult:
     seconds: float
     # What the repository manifest says (read once): verify_media reads the media stream it lists.
     backup: BackupInfo
+    # Its manifest's signature was checked with the configured key (unset: not checked).
+    signature_checked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +51,9 @@ class VerifyResult:
             "rows": self.rows,
             "holds_data": self.holds_data,
             "seconds": round(self.seconds, 3),
+            "kind": self.backup.kind,
+            "signed": self.backup.signed,
+            "signature_checked": self.signature_checked,
         }
 
 
@@ -54,6 +64,31 @@ def _check_summary(backup: BackupInfo, manifest: Manifest) -> None:
         raise CorruptBackup(
             f"Backup {backup.name}: its repository manifest does not describe the archive it holds "
             f"({described} listed, {actual} inside). It is damaged; restore another one."
+        )
+
+
+def check_authentic(backup: BackupInfo) -> bool:
+    """With a signing key configured: the backup's manifest must carry a valid signature by it.
+
+    Returns whether the signature was checked (False: no key configured here).
+    """
+    key = signing_key_from_environment()
+    if key is None:
+        return False
+    check_signature(backup.manifest, key, f"Backup {backup.name}")
+    return True
+
+
+def check_encryption_claim(backup: BackupInfo, head: bytes) -> None:
+    """The stream beginning with ``head`` must be age-encrypted exactly when the manifest says so.
+
+    A manifest claiming "encrypted" over plaintext parts would otherwise be read as plaintext
+    whatever key or passphrase is given: the claim, not the data, decides what is trusted.
+    """
+    if is_age_encrypted(head) != backup.encrypted:
+        raise CorruptBackup(
+            f"Backup {backup.name} is listed as {'encrypted' if backup.encrypted else 'unencrypted'} "
+            "but its data is not: it is damaged or was replaced. Restore another one."
         )
 
 
@@ -68,17 +103,14 @@ def verify_backup(
     started = time.monotonic()
     backup = repository.pick(name, latest=latest, include_empty=include_empty)
     what = f"Backup {backup.name}"
+    signature_checked = check_authentic(backup)
     # Read before any download: a missing key is reported before the parts are fetched.
     wrapped = repository.wrapped_identity(backup)
     identities = decryption_identities(wrapped) if backup.encrypted else None
     stream = PartsReader(repository.read_parts(backup))
     head = stream.read(64)
     encrypted = is_age_encrypted(head)
-    if encrypted != backup.encrypted:
-        raise CorruptBackup(
-            f"{what} is listed as {'encrypted' if backup.encrypted else 'unencrypted'} but its data "
-            "is not: it is damaged or was replaced. Restore another one."
-        )
+    check_encryption_claim(backup, head)
     source = _Prefixed(head, stream)
     if identities is None:
         manifest = verify_archive(source, what=what)
@@ -98,6 +130,7 @@ def verify_backup(
         holds_data=manifest.holds_data,
         seconds=time.monotonic() - started,
         backup=backup,
+        signature_checked=signature_checked,
     )
 
 

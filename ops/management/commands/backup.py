@@ -10,7 +10,7 @@ from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
 from ops.repository.backups import configured_repository
-from ops.repository.listing import backup_record, backups_table, human_size
+from ops.repository.listing import backup_records, backups_table, human_size
 from ops.repository.prune import PruneResult, prune_repository
 from ops.repository.verify import verify_backup
 
@@ -95,7 +95,9 @@ class Command(BaseCommand):
             "touching the database; exit 1 if anything is wrong.",
         )
         parser.add_argument(
-            "--latest", action="store_true", help="With --verify: the newest backup that holds data."
+            "--latest",
+            action="store_true",
+            help="With --verify: the newest full backup that holds data.",
         )
         parser.add_argument(
             "--include-empty",
@@ -146,7 +148,7 @@ class Command(BaseCommand):
         repository = configured_repository(options["database"])
         backups = repository.backups(include_incomplete=options["verbosity"] >= 2)
         if options["format"] == "json":
-            self.stdout.write(json.dumps([backup_record(backup) for backup in backups], indent=2))
+            self.stdout.write(json.dumps(backup_records(backups), indent=2))
             return
         if not backups:
             self.stdout.write(f"No backups in the {repository.description}.")
@@ -156,7 +158,12 @@ class Command(BaseCommand):
         if options["verbosity"] >= 1:
             complete = [backup for backup in backups if backup.complete]
             empty = sum(1 for backup in complete if not backup.holds_data)
-            note = f" ({empty} of an empty database)" if empty else ""
+            notes = [f"{empty} of an empty database"] if empty else []
+            for kind in ("partial", "safety"):
+                count = sum(1 for backup in complete if backup.kind == kind)
+                if count:
+                    notes.append(f"{count} {kind}")
+            note = f" ({', '.join(notes)})" if notes else ""
             self.stdout.write(f"{len(complete)} backup(s){note} in the {repository.description}.")
 
     def verify(self, options: dict[str, Any]) -> None:
@@ -174,6 +181,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({**result.as_dict(), "media": media_dict}, indent=2))
         elif options["verbosity"] >= 1:
             encrypted = "encrypted, " if result.encrypted else ""
+            if result.signature_checked:
+                encrypted += "signed by this deployment's key, "
             data = "" if result.holds_data else "; it holds no user data"
             if media is not None:
                 data += f"; media: {media.files} files listed, {media.stored_files} stored"
@@ -275,6 +284,8 @@ class Command(BaseCommand):
 
     def print_backup(self, messages: OutputWrapper, result: BackupResult) -> None:
         media = f"; {media_text(result.media)}" if result.media and result.media["files"] else ""
+        if result.kind == "partial":
+            media += "; partial: it restores only its own tables, and --latest never picks it"
         messages.write(
             self.style.SUCCESS(
                 f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "

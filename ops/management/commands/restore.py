@@ -21,7 +21,19 @@ class Command(BaseCommand):
             "source", nargs="?", help="A backup's name in the repository, a file, or - for stdin."
         )
         parser.add_argument(
-            "--latest", action="store_true", help="Restore the newest backup that holds data."
+            "--latest",
+            action="store_true",
+            help="Restore the newest full backup that holds data (never a safety or partial one).",
+        )
+        parser.add_argument(
+            "--undo",
+            action="store_true",
+            help="Restore the newest safety backup of this database: what the last restore replaced.",
+        )
+        parser.add_argument(
+            "--allow-unencrypted",
+            action="store_true",
+            help="Restore an unencrypted backup although a decryption key is configured.",
         )
         parser.add_argument(
             "--include-empty",
@@ -69,10 +81,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
 
-    def confirm(self, database):
+    def confirm(self, database, partial=None):
+        replaced = (
+            f"This is a partial backup: it will REPLACE the rows of {partial} (a safety backup is "
+            "taken first)."
+            if partial
+            else "This will REPLACE ALL DATA currently in it (a safety backup is taken first)."
+        )
         self.stdout.write(
             f"You have requested a restore of database {database!r}.\n"
-            "This will REPLACE ALL DATA currently in it (a safety backup is taken first).\n"
+            f"{replaced}\n"
             f"Type 'yes' to restore {database!r}, or 'no' to cancel: "
         )
         try:
@@ -82,8 +100,12 @@ class Command(BaseCommand):
 
     @alerting("restore")
     def handle(self, *args, **options):
-        if bool(options["source"]) == options["latest"]:
-            raise CommandError("Name a backup (or a file, or -) or use --latest, not both.", returncode=2)
+        if [bool(options["source"]), options["latest"], options["undo"]].count(True) != 1:
+            raise CommandError(
+                "Name a backup (or a file, or -), or use --latest or --undo: one of them.", returncode=2
+            )
+        if options["undo"] and (options["media_only"] or options["if_empty"]):
+            raise CommandError("--undo goes with neither --media-only nor --if-empty.", returncode=2)
         if options["include_empty"] and not options["latest"]:
             raise CommandError("--include-empty goes with --latest.", returncode=2)
         source = options["source"]
@@ -116,6 +138,8 @@ class Command(BaseCommand):
                 stdin=sys.stdin.buffer,
                 progress=progress,
                 include_empty=options["include_empty"],
+                undo=options["undo"],
+                allow_unencrypted=options["allow_unencrypted"],
             )
         except OpsError as error:
             raise as_command_error(error) from None
@@ -135,10 +159,11 @@ class Command(BaseCommand):
                 self.stdout.write(result.message)
         elif options["verbosity"] >= 1:
             safety = f"; safety backup {result.safety_backup}" if result.safety_backup else ""
+            partial = f" (partial backup: {result.partial})" if result.partial else ""
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Restored {result.name} into {result.database}: {result.tables} tables, "
-                    f"{result.rows:,} rows in {result.seconds:.1f} s{safety}."
+                    f"{result.rows:,} rows in {result.seconds:.1f} s{safety}{partial}."
                 )
             )
         if options["media"] and result.restored:
