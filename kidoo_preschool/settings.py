@@ -90,6 +90,9 @@ MIDDLEWARE = [
     # First: answers Render's /healthz probe before Host checks and HTTPS redirects
     # (ops/health/middleware.py).
     "ops.health.middleware.HealthzMiddleware",
+    # Next: every /api/ answer is JSON, whichever layer below refuses the request, and chunked
+    # request bodies are read (api/middleware.py).
+    "api.middleware.ApiJsonMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
