@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 
 from ops.errors import OpsError, as_command_error, one_line_message, redact
 
@@ -143,7 +143,9 @@ class OpsCommand(BaseCommand):
         except Exception as error:
             if isinstance(error, BrokenPipeError):
                 _silence_stdout()
-            command_error = command_error_for(error, database=options.get("database"))
+            # Commands without --database use the default one.
+            database = options.get("database") or DEFAULT_DB_ALIAS
+            command_error = command_error_for(error, database=database)
             if command_error is None:
                 raise
             raise command_error from error

@@ -93,6 +93,8 @@ def sqlite_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict
 def test_ops_commands__all_use_the_one_line_error_base() -> None:
     for name in OPS_COMMANDS:
         assert isinstance(load_command_class("ops", name), OpsCommand), name
+    # And the site's own command in the README's set-up.
+    assert isinstance(load_command_class("api", "seed_demo"), OpsCommand)
 
 
 def test_command_error_for__each_kind_with_its_exit_code() -> None:
