@@ -110,6 +110,9 @@ class ApiJsonMiddleware:
         """A view's exception under /api/: the status it means, in JSON (never an HTML page)."""
         if not is_api_path(request.path_info):
             return None
+        if isinstance(exception, SuspiciousOperation):
+            # Logged where Django logs them itself, for whoever watches django.security.
+            logging.getLogger(f"django.security.{type(exception).__name__}").error(str(exception))
         if isinstance(exception, RequestDataTooBig):
             return json_error(413)
         if isinstance(exception, (SuspiciousOperation, MultiPartParserError, UnreadablePostError)):

@@ -105,7 +105,7 @@ def command_error_for(error: BaseException, *, database: str | None = None) -> C
             returncode=FAILED,
         )
     if isinstance(error, OSError):
-        reason = error.strerror or type(error).__name__
+        reason = error.strerror or one_line(str(error)) or type(error).__name__
         name = error.filename if error.filename is not None else None
         about = f": {_short_name(name)}" if name is not None else ""
         if error.errno in _BAD_NAME_ERRNOS:
@@ -141,7 +141,7 @@ class OpsCommand(BaseCommand):
         except CommandError:
             raise
         except Exception as error:
-            if isinstance(error, BrokenPipeError):
+            if isinstance(error, BrokenPipeError) and getattr(self.stdout, "_out", None) is sys.stdout:
                 _silence_stdout()
             # Commands without --database use the default one.
             database = options.get("database") or DEFAULT_DB_ALIAS

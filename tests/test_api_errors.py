@@ -74,6 +74,13 @@ def test_enquiry__broken_multipart_is_a_400(client: Client) -> None:
     assert assert_json(response, 400)["errors"]["__all__"]
 
 
+def test_enquiry__too_many_form_fields_is_a_json_400(client: Client, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"f{number}=x" for number in range(50))
+    response = post_raw(client, body, content_type="application/x-www-form-urlencoded")
+    assert assert_json(response, 400) == {"error": "The request body could not be read."}
+
+
 # --- methods: a JSON 405, without a CSRF token ---------------------------------------------------------
 
 
