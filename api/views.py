@@ -43,6 +43,9 @@ def json_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     return json_error(404, "Not found.")
 
 
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
 def allow_methods(*methods: str) -> Callable[[View], View]:
     """Answer other methods with a JSON 405 (and an Allow header), like require_http_methods."""
 
@@ -62,9 +65,6 @@ def allow_methods(*methods: str) -> Callable[[View], View]:
         return wrapper
 
     return decorator
-
-
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 read_only = allow_methods("GET", "HEAD")
