@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import Model, Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -35,9 +36,14 @@ def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
+# Any method: an unknown URL is a 404 whatever is sent to it, and needs no CSRF token to say so.
+@csrf_exempt
 def json_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """Any unknown URL under /api/: the frontend reads JSON, never Django's HTML 404 page."""
     return json_error(404, "Not found.")
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def allow_methods(*methods: str) -> Callable[[View], View]:
@@ -52,6 +58,10 @@ def allow_methods(*methods: str) -> Callable[[View], View]:
                 return response
             return view(request, *args, **kwargs)
 
+        if set(methods) <= SAFE_METHODS:
+            # A read-only view changes nothing whatever is sent: a POST is told 405 without first
+            # being asked for a CSRF token (a 403 HTML page the frontend cannot read).
+            return csrf_exempt(wrapper)
         return wrapper
 
     return decorator
@@ -232,14 +242,34 @@ def _enquiry_data(request: HttpRequest) -> Mapping[str, Any]:
     if content_type == "application/json":
         try:
             payload = json.loads(request.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UnreadableBody("The body is not valid JSON.") from None
+        except RecursionError:
+            raise UnreadableBody("The body is not valid JSON: it is nested too deeply.") from None
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an over-long number
+            detail = ": a number has too many digits" if "digits" in str(error) else ""
+            raise UnreadableBody(f"The body is not valid JSON{detail}.") from None
         if not isinstance(payload, dict):
             raise UnreadableBody("The body must be a JSON object of enquiry fields.")
         return payload
     if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-        return request.POST
+        try:
+            return request.POST
+        except MultiPartParserError:
+            raise UnreadableBody("The multipart body could not be parsed.") from None
     raise UnreadableBody("Send the enquiry as application/json or application/x-www-form-urlencoded.")
+
+
+def _not_text(data: Mapping[str, Any]) -> list[str]:
+    """The fields whose value holds code points that are not text (a lone surrogate such as
+    \\ud800, which JSON can escape but UTF-8, and so the database, cannot hold)."""
+    invalid = []
+    for name, value in data.items():
+        try:
+            name.encode()
+            if isinstance(value, str):
+                value.encode()
+        except UnicodeEncodeError:
+            invalid.append(name.encode(errors="replace").decode())
+    return sorted(invalid)
 
 
 # Cross-origin by design (a static frontend on another host posts here, allowed by CORS via
@@ -257,6 +287,12 @@ def enquiry_create(request: HttpRequest) -> JsonResponse:
         data = _enquiry_data(request)
     except UnreadableBody as error:
         return JsonResponse({"errors": {"__all__": [str(error)]}}, status=400)
+    not_text = _not_text(data)
+    if not_text:
+        return JsonResponse(
+            {"errors": {name: ["Not valid text (it holds a lone surrogate)."] for name in not_text}},
+            status=400,
+        )
     nested_fields = sorted(name for name, value in data.items() if isinstance(value, (list, dict)))
     if nested_fields:
         return JsonResponse(

@@ -24,9 +24,17 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+# Local development is asked for explicitly (DEBUG=1, the README's runserver command): plain HTTP,
+# media served from MEDIA_ROOT, Django's debug pages. Anything else gets the production defaults
+# (HTTPS redirect, secure cookies, HSTS), so a forgotten variable never weakens a real deployment.
 DEBUG = env_bool("DEBUG")
 # Render sets RENDER=true in every service; PRODUCTION=1 marks any other production host.
 PRODUCTION = env_bool("RENDER") or env_bool("PRODUCTION")
+if DEBUG and PRODUCTION:
+    raise ImproperlyConfigured(
+        "DEBUG is on in production (RENDER or PRODUCTION is set): debug pages would show settings "
+        "and tracebacks to anyone. Remove DEBUG from the service's environment."
+    )
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -82,6 +90,9 @@ MIDDLEWARE = [
     # First: answers Render's /healthz probe before Host checks and HTTPS redirects
     # (ops/health/middleware.py).
     "ops.health.middleware.HealthzMiddleware",
+    # Next: every /api/ answer is JSON, whichever layer below refuses the request, and chunked
+    # request bodies are read (api/middleware.py).
+    "api.middleware.ApiJsonMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -111,14 +122,36 @@ TEMPLATES = [
     },
 ]
 
+
+def database_from_url(url: str) -> dict[str, object]:
+    """The DATABASES entry for ``url``; a one-line ImproperlyConfigured naming DATABASE_URL.
+
+    The message never repeats the URL: it holds the database password.
+    """
+    expected = "Expected postgres://USER:PASSWORD@HOST:5432/NAME (or sqlite:///PATH)."
+    try:
+        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+    except Exception as error:  # UnknownSchemeError, a bad port, anything the parser refuses
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if isinstance(error, dj_database_url.UnknownSchemeError) and scheme:
+            what = f"its scheme {scheme[:20]!r} is not a database this site supports"
+        elif scheme:
+            what = "it is not a valid URL (a wrong port, or a character in the password to %-encode)"
+        else:
+            what = "it is not a URL"
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {what}. {expected}") from None
+    if not config.get("NAME") and "sqlite" not in str(config.get("ENGINE", "")):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL names no database: add /NAME after the host and port. {expected}"
+        )
+    return dict(config)
+
+
 # DATABASE_URL (Render's connectionString) or the embedded SQLite default. Persistent connections
 # with health checks: a connection dropped by the server is replaced instead of failing a request.
 DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL",
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=600,
-        conn_health_checks=True,
+    "default": database_from_url(
+        os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

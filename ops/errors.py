@@ -26,7 +26,17 @@ class OpsConfigurationError(OpsError):
 
 def as_command_error(error: OpsError) -> CommandError:
     """The CommandError a management command raises for ``error``."""
-    return CommandError(str(error), returncode=error.exit_code)
+    return CommandError(one_line_message(str(error)), returncode=error.exit_code)
+
+
+_LONG_WORD = re.compile(r"\S{121,}")
+
+
+def one_line_message(text: str) -> str:
+    """``text`` on one line (a driver's reason may span several), with any name longer than 120
+    characters (a 5000-character argument quoted back) cut to its start and its length."""
+    flat = " ".join(text.split())
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:40]}… ({len(m.group())} characters)", flat)
 
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")

@@ -14,7 +14,8 @@ class TableProgress:
     # 1-based position of the table in this phase, and how many tables the phase has.
     index: int
     total: int
-    rows: int
+    # None where rows mean nothing (an index being built).
+    rows: int | None
 
 
 ProgressCallback = Callable[[TableProgress], None]
@@ -49,9 +50,10 @@ class ProgressPrinter:
         self._open_line = False
 
     def __call__(self, event: TableProgress) -> None:
-        if event.phase in ("backup", "load"):
+        if event.phase in ("backup", "load") and event.rows is not None:
             self._rows += event.rows
-        line = f"{event.phase}: {event.index}/{event.total} {event.table} ({event.rows:,} rows)"
+        rows = "" if event.rows is None else f" ({event.rows:,} rows)"
+        line = f"{event.phase}: {event.index}/{event.total} {event.table}{rows}"
         if self._verbosity >= 2:
             self._write(line + "\n")
         elif self._verbosity == 1 and self._tty:

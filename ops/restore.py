@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import os
 import sys
 import tempfile
 import time
@@ -163,6 +164,33 @@ def _plaintext(
         yield cast(BinaryIO, plain)
 
 
+def _is_file(source: str) -> bool:
+    """Whether ``source`` names a file; a clear error for a path that names none.
+
+    Repository backup names (``20261128T031500Z-daily-3f9a``) never hold a '/' or a '.', so a
+    source that does is a path the user meant: "no such file" says more than "not a valid
+    backup object name".
+    """
+    try:
+        if Path(source).is_file():
+            return True
+        exists = Path(source).exists()
+    except OSError as error:  # ENAMETOOLONG and the like: no such file, and no backup either
+        shown = source if len(source) <= 60 else f"{source[:40]}... ({len(source)} characters)"
+        raise OpsConfigurationError(
+            f"Cannot use {shown!r} as a backup ({error.strerror}). Name a backup from "
+            "`backup --list`, an existing file, or - (stdin)."
+        ) from None
+    if "/" not in source and "." not in source and os.sep not in source:
+        return False
+    if exists:
+        raise OpsConfigurationError(f"{source} is not a file. Name a backup file, or - (stdin).")
+    raise OpsConfigurationError(
+        f"No such file: {source}. Check the path; a backup in the repository is named like "
+        "20261128T031500Z-daily-3f9a (`backup --list` shows them)."
+    )
+
+
 @contextlib.contextmanager
 def open_archive(
     database: str,
@@ -176,7 +204,7 @@ def open_archive(
     """The verified archive named by ``source`` (repository name, file path or "-"), or the latest."""
     with contextlib.ExitStack() as stack:
         wrapped = None
-        if latest or (source is not None and source != "-" and not Path(source).is_file()):
+        if latest or (source is not None and source != "-" and not _is_file(source)):
             repository = repository or configured_repository(database)
             backup = repository.latest() if latest else repository.info(str(source))
             name = backup.name

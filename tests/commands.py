@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import io
+import shutil
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+
+# Tests that prove the standard `age` tool opens what the toolkit writes need its two programs;
+# without them they skip, saying what to install (never fail with FileNotFoundError).
+AGE_CLI_MISSING = [tool for tool in ("age", "age-keygen") if shutil.which(tool) is None]
+requires_age_cli = pytest.mark.skipif(
+    bool(AGE_CLI_MISSING),
+    reason=f"needs the age CLI ({', '.join(AGE_CLI_MISSING) or 'age'} not found): "
+    "apt-get install age (or brew install age)",
+)
 
 
 def run_command(*args: str, **options: Any) -> tuple[str, str]:

@@ -98,7 +98,10 @@ def test_image_upload__round_trips_through_listing_delivery_and_destroy(
     assert delivered.headers["Content-Type"] == "image/png"
     assert delivered.headers["Content-Length"] == str(len(image))
 
-    assert cloudinary.uploader.destroy(uploaded["public_id"], invalidate=True) == {"result": "ok"}
+    destroyed = cloudinary.uploader.destroy(uploaded["public_id"], invalidate=True)
+    # Besides the result, the SDK adds the answer's X-Request-Id (Cloudinary sends one; so does the emulator).
+    assert destroyed == {"result": "ok", "request_id": destroyed["request_id"]}
+    assert destroyed["request_id"]
     assert fetch(uploaded["url"]).status == 404
     assert cloudinary.api.resources(type="upload", prefix=folder)["resources"] == []
     assert cloudinary.uploader.destroy(uploaded["public_id"])["result"] == "not found"
@@ -633,3 +636,47 @@ def test_inspection__reset_forgets_assets_faults_calls_and_limits(
     assert cloudinary_emulator.admin_rate_limit == 500
     assert cloudinary_emulator.limits.image_max_size_bytes == 10 * MB
     assert cloudinary.api.ping()["status"] == "ok"
+
+
+# Found by running the SDK's own test suite against the emulator (issue 16)
+
+
+def test_responses__carry_an_x_request_id_the_sdk_reports(cloudinary_target: CloudinaryTarget) -> None:
+    uploaded = cloudinary.uploader.upload(png_bytes(), folder=unique("request-id"))
+    listed = cloudinary.api.resources(type="upload", prefix=uploaded["public_id"])
+    delivered = fetch(uploaded["secure_url"])
+
+    assert uploaded["request_id"]
+    assert listed.request_id
+    assert listed.request_id != uploaded["request_id"]
+    assert delivered.headers["X-Request-Id"]
+
+
+def test_upload__data_uri_in_the_multipart_file_field_is_decoded(cloudinary_target: CloudinaryTarget) -> None:
+    image = png_bytes(9, 5, "teal")
+    data_uri = "data:image/png;base64," + base64.b64encode(image).decode()
+
+    uploaded = cloudinary.uploader.upload(data_uri, folder=unique("data-uri"))
+
+    assert (uploaded["format"], uploaded["width"], uploaded["height"]) == ("png", 9, 5)
+    assert uploaded["bytes"] == len(image)
+    assert fetch(uploaded["secure_url"]).body == image
+
+
+def test_upload_api__unsupported_actions_say_so_not_must_supply_api_key(
+    cloudinary_emulator: CloudinaryEmulator,
+) -> None:
+    public_id = cloudinary.uploader.upload(png_bytes(), folder=unique("unsupported"))["public_id"]
+    calls = {
+        "rename": lambda: cloudinary.uploader.rename(public_id, public_id + "-renamed"),
+        "explicit": lambda: cloudinary.uploader.explicit(public_id, type="upload"),
+        "tags": lambda: cloudinary.uploader.add_tag("kidoo", [public_id]),
+    }
+    for action, call in calls.items():
+        with pytest.raises(cloudinary.exceptions.Error) as raised:
+            call()
+        assert not isinstance(raised.value, cloudinary.exceptions.AuthorizationRequired), action
+        assert f"The Upload API action '{action}' is not supported by the emulator" in str(raised.value)
+        assert "Must supply api_key" not in str(raised.value)
+    # The Admin API, which shares the /v1_1/<cloud>/ prefix, is routed as before.
+    assert cloudinary.api.resources(type="upload", prefix=public_id)["resources"][0]["public_id"] == public_id

@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ops.repository.encryption import (
     parse_recipients,
     prepare_encryption,
 )
+from tests.commands import requires_age_cli
 
 
 def encrypt(data: bytes, recipients: list[x25519.Recipient], chunk: int = 65536) -> bytes:
@@ -181,6 +183,7 @@ def test_environment__recipients_passphrase_identity(
     assert [str(i) for i in decryption_identities(None)] == [str(identity)]
 
 
+@requires_age_cli
 def test_age_cli__decrypts_recipient_and_passphrase_backups(tmp_path: Path) -> None:
     """The promise in the README: the standard `age` tool opens a backup without this project."""
     subprocess.run(["age-keygen", "-o", str(tmp_path / "key.txt")], check=True, capture_output=True)
@@ -270,3 +273,24 @@ def test_encrypt_bytes__with_a_passphrase_is_one_plain_age_scrypt_file(
         decrypt_bytes(ciphertext, "the log")
     monkeypatch.setenv("BACKUP_AGE_PASSPHRASE", "correct horse battery staple")
     assert decrypt_bytes(ciphertext, "the log") == b"names only"
+
+
+def test_age_cli_tests__skip_saying_what_to_install_when_age_is_missing(tmp_path: Path) -> None:
+    # A machine without the age CLI (PATH holds neither age nor age-keygen): skipped, not failed.
+    tests = [
+        "tests/test_encryption.py::test_age_cli__decrypts_recipient_and_passphrase_backups",
+        "tests/test_normalize_media_urls.py::test_undo_log__the_age_cli_and_zstd_open_a_stored_log",
+    ]
+    env = {**os.environ, "PATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 skipped" in result.stdout, result.stdout[-3000:]
+    assert result.stdout.count("needs the age CLI (age, age-keygen not found): apt-get install age") == 2

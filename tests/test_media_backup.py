@@ -6,6 +6,7 @@ the real SDK and django-cloudinary-storage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.storage import document_storage
 from ops.backup import run_backup
+from ops.media import backup as media_backup
 from ops.media.backup import read_media_manifest, restore_media
 from ops.repository.backups import configured_repository
 from tests.cloudinary_emulator.emulator import CloudinaryEmulator
@@ -444,3 +446,36 @@ def test_media__a_database_without_media_writes_no_media_stream(backup_dir: Path
     assert restore_media(name=name).files == 0
     out, _ = run_command("backup", "--verify", name)
     assert "; media: 0 files listed, 0 stored." in out
+
+
+@pytest.mark.django_db
+def test_restore_media__unsafe_manifest_entries_are_skipped_and_reported_the_rest_restored(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = default_storage.save("programs/safe.jpg", ContentFile(b"safe bytes"))
+    program("safe", photo)
+    real_write_stream = media_backup._write_stream
+
+    def crafted_manifest(sink: Any, entries: Any, *args: Any) -> None:
+        # What someone with write access to the repository could put in a manifest.
+        crafted = [
+            dataclasses.replace(entries[0], name=name, value=None)
+            for name in ("../outside.txt", "/etc/kidoo-owned", "programs/../../up.txt")
+        ]
+        real_write_stream(sink, [*entries, *crafted], *args)
+
+    monkeypatch.setattr(media_backup, "_write_stream", crafted_manifest)
+    name, _ = backup("--with-media")
+    monkeypatch.undo()
+    default_storage.delete(photo)
+
+    out, err = run_command("restore", name, "--media-only", "-v", "2")
+
+    assert "1 restored (1 from the backup, 0 from MEDIA_ROOT)" in out
+    assert "3 skipped as unsafe (names outside the media storage)" in out
+    assert "api.Program.image '../outside.txt': skipped, its path leads outside the media storage" in err
+    assert "Media: 3 files could not be restored." in err
+    assert default_storage.open(photo).read() == b"safe bytes"
+    assert not (Path(settings.MEDIA_ROOT).parent / "outside.txt").exists()
+    result = restore_media(name=name)
+    assert (result.unsafe, result.already_present, result.restored) == (3, 1, 0)

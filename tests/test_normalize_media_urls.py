@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +33,7 @@ from ops.media.undo_logs import store_undo_log, undo_log_lines
 from ops.repository.backups import BackupRepository, configured_repository
 from ops.repository.encryption import AGE_MAGIC
 from ops.repository.stores import LocalFolderStore
-from tests.commands import fetch_status
+from tests.commands import fetch_status, requires_age_cli
 from tests.mediaapp.models import Poster
 
 pytestmark = pytest.mark.django_db
@@ -262,7 +261,7 @@ def test_undo_log__encrypted_to_the_backup_recipients_and_opened_with_the_identi
     assert images()["glued"] == "/media/programs/b.jpg"
 
 
-@pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed")
+@requires_age_cli
 def test_undo_log__the_age_cli_and_zstd_open_a_stored_log(
     disk_rows: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,3 +111,30 @@ def test_cloudinary_credentials__media_go_to_cloudinary_through_storages() -> No
     backend, after_staticfiles = json.loads(result.stdout)
     assert backend == "cloudinary_storage.storage.MediaCloudinaryStorage"
     assert after_staticfiles is True
+
+
+def test_production__debug_is_refused_in_one_line() -> None:
+    result = _manage("check", env=_clean_env(**PRODUCTION_ENV, DEBUG="1"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: DEBUG is on in production (RENDER or PRODUCTION is set): debug pages would show "
+        "settings and tracebacks to anyone. Remove DEBUG from the service's environment."
+    ]
+
+
+def test_development__debug_serves_http_and_media() -> None:
+    code = (
+        "import json; from django.conf import settings; import django; django.setup();"
+        "from django.urls import resolve;"
+        "print(json.dumps([settings.DEBUG, getattr(settings, 'SECURE_SSL_REDIRECT', False),"
+        " resolve('/media/programs/a.jpg').func.__name__]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_clean_env(DEBUG="1"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout) == [True, False, "serve"]

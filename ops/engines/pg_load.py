@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -288,9 +289,42 @@ def recreate(connection: BaseDatabaseWrapper, deferred: DeferredDDL, progress: P
     with connection.cursor() as cursor:
         for index, statement in enumerate(deferred.statements, start=1):
             cursor.execute(statement)
-            progress(
-                TableProgress("indexes", statement.split(" ON ")[-1][:60], index, len(deferred.statements), 0)
-            )
+            progress(TableProgress("indexes", describe_ddl(statement), index, len(deferred.statements), None))
+
+
+# A possibly schema-qualified identifier, each part bare or "double-quoted" (with "" inside).
+_PART = r'(?:"(?:[^"]|"")+"|[^\s".(]+)'
+_NAME = rf"(?:{_PART}\.)?{_PART}"
+_INDEX_DDL = re.compile(
+    rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>{_NAME})"
+    rf"\s+ON\s+(?:ONLY\s+)?(?P<table>{_NAME})",
+    re.IGNORECASE,
+)
+_CONSTRAINT_DDL = re.compile(
+    rf"ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<table>{_NAME})\s+ADD\s+CONSTRAINT\s+(?P<name>{_PART})"
+    r"(?:\s+(?P<kind>PRIMARY\s+KEY|UNIQUE|FOREIGN\s+KEY|CHECK|EXCLUDE))?",
+    re.IGNORECASE,
+)
+
+
+def _unqualified(name: str) -> str:
+    """The last part of ``name``, quoted only if it is not a plain identifier."""
+    last = re.findall(_PART, name)[-1]
+    plain = last[1:-1].replace('""', '"') if last.startswith('"') else last
+    return plain if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", plain) else f'"{plain}"'
+
+
+def describe_ddl(statement: str) -> str:
+    """What a deferred statement builds, for progress lines: ``index X on T``, not cut-off SQL."""
+    index = _INDEX_DDL.match(statement.strip())
+    if index:
+        return f"index {_unqualified(index['name'])} on {_unqualified(index['table'])}"
+    constraint = _CONSTRAINT_DDL.match(statement.strip())
+    if constraint:
+        kind = " ".join((constraint["kind"] or "constraint").lower().split())
+        return f"{kind} {_unqualified(constraint['name'])} on {_unqualified(constraint['table'])}"
+    first = " ".join(statement.split())
+    return first if len(first) <= 80 else first[:79] + "…"
 
 
 def check_tables_present(connection: BaseDatabaseWrapper, tables: Sequence[str]) -> None:

@@ -545,6 +545,14 @@ def format_bytes(value: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def recorded_line(report: SizeReport) -> str:
+    """The confirmation of ``--record``: a cron job's log shows the sample was taken."""
+    return (
+        f"Recorded a size sample of database {report.database} ({format_bytes(report.size_bytes)}, "
+        f"{report.table_count} tables) for growth projections."
+    )
+
+
 def text_lines(report: SizeReport, *, verbosity: int = 1) -> Iterable[str]:
     """The report for people: a summary, growth, the tables, media usage."""
     yield (

@@ -72,6 +72,7 @@ from typing import IO, Any, cast
 
 import zstandard
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.db import connections, models, transaction
 
@@ -731,6 +732,9 @@ class MediaRestoreResult:
     missing_at_backup: int = 0
     # The model or field is no longer installed.
     not_installed: int = 0
+    # Names a crafted or damaged manifest holds that would land outside the media storage
+    # ("../settings.py", an absolute path): skipped and reported, the rest is restored.
+    unsafe: int = 0
     failed: int = 0
     uploaded_bytes: int = 0
     api_calls: int = 0
@@ -837,6 +841,32 @@ def _local_file(entry: MediaEntry, column: MediaColumn) -> Path | None:
     return None
 
 
+def _unsafe_name(entry: MediaEntry, column: MediaColumn) -> str | None:
+    """Why ``entry``'s name must not be written to ``column``'s storage, or None if it may be.
+
+    A manifest is read back from the repository, which a stolen Cloudinary key can write to: a
+    name is a path only inside the media storage, whatever it says.
+    """
+    name = entry.name
+    if not isinstance(name, str) or not name.strip():
+        return "it names no file"
+    if "\x00" in name or "\\" in name or name.startswith("/") or ".." in name.split("/"):
+        return "its path leads outside the media storage"
+    if column.context.kind not in _CLOUDINARY:
+        try:
+            column.storage.path(name)
+        except SuspiciousFileOperation:
+            return "its path leads outside MEDIA_ROOT"
+        except NotImplementedError:  # a storage without local paths judges its own names
+            pass
+    return None
+
+
+def _shown(name: object) -> str:
+    text = str(name)
+    return repr(text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)")
+
+
 def _present_now(
     entries: Sequence[MediaEntry],
     targets: dict[int, MediaColumn],
@@ -897,6 +927,9 @@ def restore_media(
             column = columns.get(entry.label)
             if column is None:
                 result.not_installed += 1
+            elif unsafe := _unsafe_name(entry, column):
+                result.unsafe += 1
+                problem(f"{entry.label} {_shown(entry.name)}: skipped, {unsafe}")
             else:
                 targets[number] = column
         present = _present_now(entries, targets, result, options)

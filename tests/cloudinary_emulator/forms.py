@@ -64,8 +64,12 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, ParamValu
         filename = part_headers.get_param("filename", header="content-disposition")
         if not isinstance(name, str):
             continue
-        if name == "file":
-            uploaded = UploadedFile(content, filename if isinstance(filename, str) else None)
+        if name == "file" and isinstance(filename, str):
+            uploaded = UploadedFile(content, filename)
+        elif name == "file":
+            # No filename: the SDK sends a URL or data URI as a plain field (handle_file_parameter),
+            # resolved like the urlencoded `file` parameter (a data URI is decoded).
+            add_param(params, name, content.decode("utf-8"))
         else:
             add_param(params, name, content.decode("utf-8"))
     return params, uploaded

@@ -8,6 +8,10 @@ from .faults import EndpointKind
 
 API_VERSION = "v1_1"
 UPLOAD_ACTIONS = ("upload", "destroy")
+# Upload API URLs are /v1_1/<cloud>/<resource_type>/<action>; Admin API ones never start with a
+# resource type (resources/..., tags/..., usage). An Upload API action the emulator does not
+# implement (rename, explicit, tags, ...) is still routed as one, to be told so plainly.
+UPLOAD_RESOURCE_TYPES = ("image", "video", "raw", "auto")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ def route(raw_path: str) -> Route | None:
             return Route(EndpointKind.UPLOAD, cloud_name, segments)
         if len(segments) == 2 and segments[1] == "download":
             return Route(EndpointKind.DOWNLOAD, cloud_name, segments)
+        if len(segments) == 2 and segments[0] in UPLOAD_RESOURCE_TYPES:
+            return Route(EndpointKind.UPLOAD, cloud_name, segments)
         if segments:
             return Route(EndpointKind.ADMIN, cloud_name, segments)
         return None

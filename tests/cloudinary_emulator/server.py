@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import struct
 import sys
@@ -16,7 +17,7 @@ from .errors import ApiError, unauthorized
 from .faults import EndpointKind, FaultInjector, FaultKind, FaultRule
 from .forms import parse_multipart, parse_query, parse_urlencoded
 from .responses import HttpResponse, error_response, json_response
-from .routing import Route, route
+from .routing import UPLOAD_ACTIONS, Route, route
 
 if TYPE_CHECKING:
     from .signatures import ParamValue
@@ -74,6 +75,13 @@ def dispatch(
                 raise ApiError(405, f"{method} is not supported by download")
             return delivery.handle_download(
                 account, resource_type, parse_query(query), headers.get("authorization"), head_only
+            )
+        if action not in UPLOAD_ACTIONS:
+            raise ApiError(
+                501,
+                f"The Upload API action {action!r} is not supported by the emulator (it implements "
+                f"{', '.join(UPLOAD_ACTIONS)} and download); test it against the real Cloudinary "
+                "(CLOUDINARY_LIVE_URL).",
             )
         if method != "POST":
             raise ApiError(405, f"{method} is not supported by {action}")
@@ -176,6 +184,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def write(self, response: HttpResponse, truncate: bool = False) -> None:
         self.send_response(response.status)
+        # Cloudinary tags every answer with a request id; the SDK reads it (``request_id``) for
+        # results and error messages.
+        response.headers.setdefault("X-Request-Id", secrets.token_hex(16))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))

@@ -1,9 +1,9 @@
-from django.core.management.base import BaseCommand
-
 from api.demo_data import seed_demo_data
+from ops.command import OpsCommand
 
 
-class Command(BaseCommand):
+# The README's first command: its failures (a database down) are one line, like the ops commands'.
+class Command(OpsCommand):
     help = "Create a sample set of programs, teachers, gallery, events and enquiries, once."
 
     def handle(self, *args, **options):

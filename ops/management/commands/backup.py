@@ -1,11 +1,12 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.alerts import alerting
 from ops.backup import BackupResult, run_backup
+from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
@@ -26,7 +27,7 @@ def media_text(media: dict[str, Any]) -> str:
     )
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Back up the whole database into one consistent, checksummed, compressed archive."
 
     def add_arguments(self, parser):
@@ -56,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reason", default="manual", help="A word in the backup's name (daily, pre-deploy)."
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
         parser.add_argument(
             "--force",
             action="store_true",

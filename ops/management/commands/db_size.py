@@ -1,13 +1,14 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.health import db_size
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Show how full the database is, its largest tables, its growth and when it reaches the plan limit."
 
     def add_arguments(self, parser):
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             default=None,
             help="Exit 1 with a failure at this percentage of the plan.",
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
 
     def handle(self, *args, **options):
         try:
@@ -58,8 +59,8 @@ class Command(BaseCommand):
         elif verbosity >= 1:
             for line in db_size.text_lines(report, verbosity=verbosity):
                 self.stdout.write(line)
-        if options["record"] and verbosity >= 2:
-            self.stdout.write(self.style.SUCCESS("Sample recorded."))
+        if options["record"] and verbosity >= 1 and options["format"] == "text":
+            self.stdout.write(self.style.SUCCESS(db_size.recorded_line(report)))
         if report.status != "ok":
             threshold = options["fail_at"] if report.status == "failure" else options["warn_at"]
             raise CommandError(

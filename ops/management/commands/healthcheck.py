@@ -1,12 +1,13 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.health import runner as health
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Check the database, migrations, media storage, disk, memory, database size and backup age."
 
     def add_arguments(self, parser):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fail-on-warning", action="store_true", help="Count warnings as failures (exit 1)."
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
 
     def handle(self, *args, **options):
         try:

@@ -1,9 +1,10 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.media.repair import CATEGORIES, RepairOptions, UndoResult, repair_media, undo_media_repair
 
@@ -16,7 +17,7 @@ LABELS = {
 }
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Find stored media values their storage cannot resolve and repair them (dry run unless --apply)."
 
     def add_arguments(self, parser):
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             dest="interactive",
             help="Do not ask before writing.",
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
 
     def confirm(self, database):
         self.stdout.write(

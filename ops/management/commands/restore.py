@@ -3,17 +3,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.alerts import alerting
+from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.media.backup import MediaRestoreResult, restore_media
 from ops.progress import ProgressPrinter
 from ops.restore import run_restore
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Replace the database with a verified backup, then migrate it forward."
 
     def add_arguments(self, parser):
@@ -79,7 +80,7 @@ class Command(BaseCommand):
             action="store_true",
             help="With --media-only: say what would be uploaded, upload nothing.",
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
 
     def confirm(self, database, partial=None):
         replaced = (
@@ -100,9 +101,15 @@ class Command(BaseCommand):
 
     @alerting("restore")
     def handle(self, *args, **options):
-        if [bool(options["source"]), options["latest"], options["undo"]].count(True) != 1:
+        chosen = [bool(options["source"]), options["latest"], options["undo"]].count(True)
+        if chosen == 0:
             raise CommandError(
-                "Name a backup (or a file, or -), or use --latest or --undo: one of them.", returncode=2
+                "Name a backup (`backup --list` shows them), a file or - (stdin), or use --latest or --undo.",
+                returncode=2,
+            )
+        if chosen > 1:
+            raise CommandError(
+                "Name a backup (or a file, or -), or use --latest or --undo, not both.", returncode=2
             )
         if options["undo"] and (options["media_only"] or options["if_empty"]):
             raise CommandError("--undo goes with neither --media-only nor --if-empty.", returncode=2)
@@ -199,10 +206,10 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps({"media": media.as_dict()}, indent=2))
         elif options["verbosity"] >= 1:
             self.stdout.write(media_summary(media))
-        if media.unavailable or media.failed:
+        if media.unavailable or media.failed or media.unsafe:
             self.stderr.write(
                 self.style.WARNING(
-                    f"Media: {media.unavailable + media.failed} files could not be restored"
+                    f"Media: {media.unavailable + media.failed + media.unsafe} files could not be restored"
                     + ("" if verbose else " (-v 2 names them)")
                     + "."
                 )
@@ -222,6 +229,8 @@ def media_summary(media: MediaRestoreResult) -> str:
         extra.append(f"{media.missing_at_backup} already missing when the backup was taken")
     if media.failed:
         extra.append(f"{media.failed} failed")
+    if media.unsafe:
+        extra.append(f"{media.unsafe} skipped as unsafe (names outside the media storage)")
     if media.not_installed:
         extra.append(f"{media.not_installed} of fields no longer installed")
     calls = f"; {media.api_calls} Admin API calls" if media.api_calls else ""
