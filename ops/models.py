@@ -21,11 +21,13 @@ class SizeSample(models.Model):
         return f"{self.taken_at:%Y-%m-%d %H:%M} {self.size_bytes} bytes"
 
 
-class DataSafety(models.Model):
-    """No table: the holder of ``ops.view_datasafety``, the permission the data-safety page needs."""
+class DataSafety(SizeSample):
+    """No rows of its own: the holder of ``ops.view_datasafety``, the permission the data-safety page
+    needs, and its entry in the admin index. A proxy, so it has no table for ``dumpdata``, backups or
+    migrations to trip over, and a content type of its own for the permission."""
 
     class Meta:
-        managed = False
+        proxy = True
         default_permissions = ("view",)
         verbose_name = verbose_name_plural = "data safety"
 
