@@ -53,8 +53,8 @@ from ops.media.refs import (
     remote_keys,
 )
 from ops.media.remote import RemoteExistence, RemoteKey
-from ops.repository.backups import configured_repository
 from ops.media.undo_logs import store_undo_log, undo_log_lines
+from ops.repository.backups import configured_repository
 
 CANONICAL, FIXABLE, BROKEN, EXTERNAL, UNKNOWN, EMPTY = (
     "canonical",
