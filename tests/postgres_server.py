@@ -250,6 +250,10 @@ def _runnable_as(user: str, bindir: Path) -> Path:
     return copy / inside / bindir.name
 
 
+# The name the benchmark imported before (kept so other branches' bench code still imports it).
+_server_bindir = server_bindir
+
+
 def client_bindir(server_major: int) -> Path:
     """A folder with pg_dump and pg_restore that can dump a server of ``server_major``."""
     candidates = [bindir for bindir in _debian_bindirs() if (bindir / "pg_dump").is_file()]
