@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyrage import x25519  # noqa: E402
 
-from tests.postgres_server import PostgresServer, _server_bindir, throwaway_cluster  # noqa: E402
+from tests.postgres_server import PostgresServer, client_bindir, throwaway_cluster  # noqa: E402
 
 BASE_ROWS = {"families": 100_000, "children": 200_000, "attendance": 2_000_000, "payments": 500_000}
 
@@ -162,6 +162,16 @@ def generate(server: PostgresServer, database: str, scale: float) -> int:
     return sum(rows.values())
 
 
+def server_major(server: PostgresServer) -> int:
+    """The server's major version: pg_dump must be at least as new."""
+    conn = server.connect("postgres")
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version_num')::int / 10000")
+        (major,) = cur.fetchone()
+    conn.close()
+    return int(major)
+
+
 def mb(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
 
@@ -169,7 +179,7 @@ def mb(size: int) -> str:
 def bench_scale(
     server: PostgresServer, scale: float, work: Path, *, with_django_dump: bool, fraction: float
 ) -> dict[str, Any]:
-    bindir = _server_bindir()
+    bindir = client_bindir(server_major(server))
     source = f"bench_source_{str(scale).replace('.', '_')}"
     server.drop_database(source)
     server.create_database(source)

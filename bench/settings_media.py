@@ -9,8 +9,13 @@ import os
 
 import dj_database_url
 
-from kidoo_preschool.settings import *  # noqa: F403
-from kidoo_preschool.settings import INSTALLED_APPS
+from tests import pg_driver
+
+# A bench run by the test suite uses the suite's driver (OPS_TEST_DRIVER, see tests/pg_driver.py).
+pg_driver.apply()
+
+from kidoo_preschool.settings import *  # noqa: E402,F403
+from kidoo_preschool.settings import INSTALLED_APPS  # noqa: E402
 
 INSTALLED_APPS = [
     *INSTALLED_APPS[: INSTALLED_APPS.index("django.contrib.staticfiles") + 1],

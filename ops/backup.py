@@ -37,6 +37,7 @@ from ops.archive.copy_text import encode_rows
 from ops.archive.files import atomic_file, output_path
 from ops.archive.format import ArchiveWriter, Column, Manifest, TableEntry, Writable
 from ops.conf import ops_setting
+from ops.engines import pg_copy
 from ops.engines.pg_load import quote_ident
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
@@ -53,7 +54,6 @@ from ops.repository.backups import (
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
 from ops.repository.signing import signing_key_from_environment
 
-_COPY_BUFFER = 1024 * 1024
 _SQLITE_BATCH = 2000
 
 
@@ -208,8 +208,10 @@ def _postgres_tables(
             names = [str(row[0]) for row in cursor.fetchall()]
             section = writer.begin_table(table.name, _columns(table, names), table.label)
             column_list = ", ".join(quote_ident(name) for name in names)
-            raw.copy_expert(f"COPY {quoted} ({column_list}) TO STDOUT", section.data, _COPY_BUFFER)
-            _report(progress, index, len(present), section.end(raw.rowcount))
+            # The raw driver cursor: its errors become Django's (DatabaseError) only through this.
+            with connection.wrap_database_errors:
+                rows = pg_copy.copy_to(raw, f"COPY {quoted} ({column_list}) TO STDOUT", section.data)
+            _report(progress, index, len(present), section.end(rows))
     return migrations, version
 
 

@@ -10,6 +10,11 @@ import os
 import shutil
 import tempfile
 
+from tests import pg_driver
+
+# Before anything loads Django's postgresql backend: OPS_TEST_DRIVER picks psycopg 3 or psycopg2.
+pg_driver.apply()
+
 # The developer's shell must not leak into tests: no production mode, no real Cloudinary account.
 for _name in (
     "RENDER",

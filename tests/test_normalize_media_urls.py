@@ -13,7 +13,6 @@ from typing import Any
 import cloudinary
 import cloudinary.api
 import cloudinary.uploader
-import psycopg2
 import pytest
 import zstandard
 from django.core.files.base import ContentFile
@@ -198,8 +197,8 @@ def test_normalize__pages_and_batches_are_smaller_than_the_table() -> None:
 def test_normalize__concurrent_edit_during_apply_is_kept_and_reported() -> None:
     first = program("first", "/media/programs/1.jpg")
     program("second", "/media/programs/2.jpg")
-    params = connection.get_connection_params()
-    other = psycopg2.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    # Another session, on the driver Django uses.
+    other = connection.Database.connect(**connection.get_connection_params())
     other.autocommit = True
 
     def edit_elsewhere(row: ReportRow) -> None:

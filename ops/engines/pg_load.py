@@ -24,12 +24,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive.format import CorruptArchive, Manifest, Readable, TableEntry, iter_tables
 from ops.conf import ops_setting
+from ops.engines import pg_copy
 from ops.engines.cross_engine import TableConverter
 from ops.engines.tables import model_tables
 from ops.errors import OpsError
 from ops.progress import ProgressCallback, TableProgress
 
-COPY_BUFFER = 1024 * 1024
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -60,7 +60,7 @@ def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[No
         try:
             cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         except OperationalError as error:
-            if getattr(error.__cause__, "pgcode", None) == _LOCK_NOT_AVAILABLE:
+            if pg_copy.sqlstate(error.__cause__) == _LOCK_NOT_AVAILABLE:
                 raise RestoreLocked(
                     f"Another restore of database {connection.settings_dict['NAME']!r} is running; "
                     f"this one waited {timeout:g} s for it. Try again once it has finished."
@@ -236,15 +236,14 @@ def check_rows(entry: TableEntry, loaded: int) -> None:
 def copy_in(
     cursor: Any, table: str, entry: TableEntry, stream: Readable, *, freeze: bool, whole: bool = True
 ) -> int:
-    """COPY ``stream`` into ``table`` (quoted; qualified if need be) on a raw psycopg2 cursor.
+    """COPY ``stream`` into ``table`` (quoted; qualified if need be) on a raw driver cursor.
 
     ``whole``: the stream holds all of the table's rows, and their count must be the archive's.
     Returns the rows loaded.
     """
     columns = ", ".join(quote_ident(column.name) for column in entry.columns)
     option = " WITH (FREEZE)" if freeze else ""
-    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN{option}", stream, COPY_BUFFER)
-    loaded = int(cursor.rowcount)
+    loaded = pg_copy.copy_from(cursor, f"COPY {table} ({columns}) FROM STDIN{option}", stream)
     if whole:
         check_rows(entry, loaded)
     return loaded
@@ -277,7 +276,7 @@ def copy_tables(
         plain = plain_tables(connection, [entry.name for entry in manifest.tables])
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
             stream = data if convert is None else convert(entry, data)
-            # The raw psycopg2 cursor: its errors become Django's (DatabaseError) only through this.
+            # The raw driver cursor: its errors become Django's (DatabaseError) only through this.
             with connection.wrap_database_errors:
                 copy_in(raw, quote_ident(entry.name), entry, stream, freeze=entry.name in plain)
             total += entry.rows

@@ -40,13 +40,12 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import psycopg2  # type: ignore[import-untyped]
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
 from ops.archive.format import Manifest, Readable, TableEntry, table_at, table_offsets
-from ops.engines import pg_load
+from ops.engines import pg_copy, pg_load
 from ops.engines.migration_state import migrate_to_recorded
 from ops.errors import redact
 from ops.progress import ProgressCallback, TableProgress
@@ -263,7 +262,6 @@ def _load(
     """
     fd = archive.fileno()
     offsets = table_offsets(fd, manifest)
-    params = shadow.connection.get_connection_params()
     maintenance_work_mem = pg_load.maintenance_work_mem()
     local = threading.local()
     opened: list[Any] = []
@@ -271,10 +269,11 @@ def _load(
 
     def worker() -> Any:
         if getattr(local, "connection", None) is None:
-            local.connection = psycopg2.connect(**params)
+            # The private schema's settings: search_path and the driver Django uses.
+            local.connection = pg_copy.connect(shadow.connection)
             with opened_lock:
                 opened.append(local.connection)
-            with local.connection, local.connection.cursor() as cursor:
+            with pg_copy.transaction(local.connection), local.connection.cursor() as cursor:
                 cursor.execute("SET maintenance_work_mem = %s", [maintenance_work_mem])
         return local.connection
 
@@ -284,7 +283,11 @@ def _load(
 
     def copy(entry: TableEntry, source: Readable | None = None) -> tuple[TableEntry, int]:
         """COPY the whole table (``source`` None), or the rows one stream of a split table gets."""
-        with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
+        with (
+            shadow.connection.wrap_database_errors,
+            pg_copy.transaction(worker()) as connection,
+            connection.cursor() as cursor,
+        ):
             if source is None:
                 # Truncated in this transaction, so COPY may write the rows frozen (see pg_load).
                 cursor.execute(f"TRUNCATE {qualified(entry)}")
@@ -295,7 +298,11 @@ def _load(
             )
 
     def build(statement: str) -> None:
-        with shadow.connection.wrap_database_errors, worker() as connection, connection.cursor() as cursor:
+        with (
+            shadow.connection.wrap_database_errors,
+            pg_copy.transaction(worker()) as connection,
+            connection.cursor() as cursor,
+        ):
             cursor.execute(statement)
 
     total = max(1, manifest.rows)

@@ -66,6 +66,8 @@ CANONICAL, FIXABLE, BROKEN, EXTERNAL, UNKNOWN, EMPTY = (
 )
 CATEGORIES = (CANONICAL, FIXABLE, BROKEN, EXTERNAL, UNKNOWN)
 UNDO_LOG_KIND = "normalize_media_urls undo log"
+# Rows per UPDATE ... FROM (VALUES ...) statement: 3 parameters each.
+_VALUES_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -243,23 +245,24 @@ def conditional_update(
     quote = connection.ops.quote_name
     table, col = quote(model._meta.db_table), quote(column)
     pk = quote(str(model._meta.pk.column))
+    updated: set[Any] = set()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            from psycopg2.extras import execute_values  # type: ignore[import-untyped]
-
+            # One statement per batch of rows (VALUES list), through Django's cursor: the same on
+            # psycopg 3 and psycopg2. Batches stay under the 65,535 parameters a server-side
+            # bound statement may carry (psycopg 3 with OPTIONS["server_side_binding"]).
             pk_type = model._meta.pk.cast_db_type(connection)
-            rows = execute_values(
-                cursor.cursor if hasattr(cursor, "cursor") else cursor,
-                # Quoted identifiers only; the values travel as parameters.
-                f"UPDATE {table} AS t SET {col} = v.new FROM (VALUES %s) AS v(pk, old, new) "  # noqa: S608
-                f"WHERE t.{pk} = v.pk AND t.{col} = v.old RETURNING t.{pk}",
-                [(key, old, new) for key, old, new in changes],
-                template=f"(%s::{pk_type}, %s, %s)",
-                page_size=len(changes),
-                fetch=True,
-            )
-            return {row[0] for row in rows}
-        updated = set()
+            for start in range(0, len(changes), _VALUES_BATCH):
+                batch = changes[start : start + _VALUES_BATCH]
+                values = ", ".join([f"(%s::{pk_type}, %s, %s)"] * len(batch))
+                cursor.execute(
+                    # Quoted identifiers only; the values travel as parameters.
+                    f"UPDATE {table} AS t SET {col} = v.new FROM (VALUES {values}) AS v(pk, old, new) "  # noqa: S608
+                    f"WHERE t.{pk} = v.pk AND t.{col} = v.old RETURNING t.{pk}",
+                    [value for change in batch for value in change],
+                )
+                updated.update(row[0] for row in cursor.fetchall())
+            return updated
         for key, old, new in changes:
             cursor.execute(
                 f"UPDATE {table} SET {col} = %s WHERE {pk} = %s AND {col} = %s",  # noqa: S608 (quoted)
