@@ -17,6 +17,7 @@ import cloudinary.uploader
 import psycopg2
 import pytest
 import zstandard
+from django.conf import settings as settings_module
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
@@ -85,11 +86,20 @@ def images() -> dict[str, str]:
     return dict(Program.objects.values_list("slug", "image"))
 
 
+def touch(*names: str) -> None:
+    """Files in MEDIA_ROOT (FileSystemStorage): repairs are written only to names that exist."""
+    for name in names:
+        path = Path(settings_module.MEDIA_ROOT) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
 # --- FileSystemStorage -------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def disk_rows() -> None:
+    touch("programs/a.jpg", "programs/b.jpg", "media/programs/c.jpg", "posters/p.jpg")
     program("plain", "programs/a.jpg")
     program("glued", "/media/programs/b.jpg")
     program("doubled", "media/media/programs/c.jpg")
@@ -105,11 +115,13 @@ def test_normalize__dry_run_reports_each_category_and_writes_nothing(disk_rows: 
     output = run("--app", "api", "--app", "mediaapp")
 
     assert output.splitlines()[0].startswith(
-        "Dry run on default: 6 media values in 10 fields: 1 canonical, 3 would fix, 0 broken, "
+        "Dry run on default: 6 media values in 10 fields: 1 canonical, 3 would fix (verified), 0 broken, "
         "1 external, 1 unknown (3 empty skipped)"
     )
-    assert "  e.g. would fix: api.Program.image pk=" in output
-    assert "'/media/programs/b.jpg' -> programs/b.jpg (MEDIA_URL (/media/) glued in front)" in output
+    assert "  e.g. would fix (verified): api.Program.image pk=" in output
+    assert (
+        "'/media/programs/b.jpg' -> programs/b.jpg (MEDIA_URL (/media/) glued in front (verified))" in output
+    )
     assert "Nothing was written. Run with --apply to repair." in output
     assert images() == before
 
@@ -175,7 +187,7 @@ def test_normalize__check_remote_never_rewrites_into_a_missing_file(settings: An
 
     output = run("--check-remote", "--apply", "--no-input", "--model", "api.Program")
 
-    assert "1 fixed, 1 broken" in output
+    assert "1 fixed (verified), 1 broken" in output
     assert images() == {"here": "programs/here.jpg", "gone": "/media/programs/gone.jpg"}
 
 
@@ -186,6 +198,7 @@ def test_normalize__unknown_model_is_misuse() -> None:
 
 
 def test_normalize__pages_and_batches_are_smaller_than_the_table() -> None:
+    touch(*(f"programs/{number}.jpg" for number in range(25)))
     for number in range(25):
         program(f"p{number}", f"/media/programs/{number}.jpg" if number % 2 else f"programs/{number}.jpg")
 
@@ -197,6 +210,7 @@ def test_normalize__pages_and_batches_are_smaller_than_the_table() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_normalize__concurrent_edit_during_apply_is_kept_and_reported() -> None:
+    touch("programs/1.jpg", "programs/2.jpg")
     first = program("first", "/media/programs/1.jpg")
     program("second", "/media/programs/2.jpg")
     params = connection.get_connection_params()
@@ -386,7 +400,7 @@ def test_normalize_on_cloudinary__repairs_every_shape_and_the_api_serves_working
         "--apply", "--check-remote", "--upload-missing", "--no-input", "--app", "api", "--app", "mediaapp"
     )
 
-    assert "11 fixed, 1 broken, 1 external, 0 unknown" in output.splitlines()[0]
+    assert "11 fixed (verified), 1 broken, 1 external, 0 unknown" in output.splitlines()[0]
     assert "1 canonical" in output.splitlines()[0]
     calls = cloudinary_emulator.calls["admin"] - admin_calls_before
     assert f"; {calls} Admin API calls)" in output
@@ -405,7 +419,7 @@ def test_normalize_on_cloudinary__repairs_every_shape_and_the_api_serves_working
 
     # The second run finds nothing to fix.
     again = run("--check-remote", "--app", "api", "--app", "mediaapp")
-    assert " 0 would fix, 1 broken" in again
+    assert " 0 would fix (verified), 1 broken" in again
 
     # The API answers with working URLs for every repaired row.
     client = Client()
@@ -446,7 +460,7 @@ def test_normalize_on_cloudinary__rate_limit_stops_with_a_resume_hint_then_resum
     cloudinary_emulator.admin_rate_limit = 500
     output = run("--check-remote", "--apply", "--no-input", "--model", "api.Program", "--resume-from", state)
 
-    assert "250 fixed, 0 broken" in output
+    assert "250 fixed (verified), 0 broken" in output
     assert "; 1 Admin API calls)" in output
 
 

@@ -76,12 +76,10 @@ from django.core.files import File
 from django.db import connections, models, transaction
 
 from ops.conf import ops_setting
-from ops.repository.encryption import ByteReader, decrypting, decryption_identities, encrypting
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media.refs import StorageKind, parse_media_value, remote_keys
 from ops.media.remote import RateLimitReached, RemoteExistence, RemoteKey
 from ops.media.repair import MediaColumn, _local_original, discover_columns, stream_rows
-from ops.repository.stores import RetryPolicy, _is_transient
 from ops.repository.backups import (
     BackupInfo,
     BackupRepository,
@@ -93,6 +91,8 @@ from ops.repository.backups import (
     configured_repository,
     fetch_part,
 )
+from ops.repository.encryption import ByteReader, decrypting, decryption_identities, encrypting
+from ops.repository.stores import RetryPolicy, _is_transient
 
 MEDIA_PART_PREFIX = "media-part"
 MEDIA_FORMAT = "kidoo-ops-media"

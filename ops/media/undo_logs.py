@@ -25,10 +25,15 @@ from pathlib import Path
 
 import zstandard
 
-from ops.repository.encryption import AGE_MAGIC, decrypt_bytes, encrypt_bytes, encryption_keys_from_environment
 from ops.errors import OpsConfigurationError, OpsError
-from ops.repository.stores import ObjectNotFound, ObjectStore, check_key
 from ops.repository.backups import UNDO_PREFIX, BackupRepository, PartInfo, configured_repository, fetch_part
+from ops.repository.encryption import (
+    AGE_MAGIC,
+    decrypt_bytes,
+    encrypt_bytes,
+    encryption_keys_from_environment,
+)
+from ops.repository.stores import ObjectNotFound, ObjectStore, check_key
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARTS_SUFFIX = ".parts"
