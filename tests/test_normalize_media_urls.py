@@ -31,7 +31,8 @@ from pyrage import x25519
 from api.demo_data import demo_image
 from api.models import Announcement, Program
 from api.storage import document_storage
-from ops.engines.pg_load import restore_lock_key
+from ops.engines.locks import exclusive_writer, sqlite_restore_lock
+from ops.engines.pg_load import RestoreLocked, restore_lock_key
 from ops.errors import OpsConfigurationError, OpsError
 from ops.media.repair import FolderListings, RepairOptions, ReportRow, UndoLog, repair_media
 from ops.media.undo_logs import store_undo_log, undo_log_lines
@@ -40,6 +41,7 @@ from ops.repository.encryption import AGE_MAGIC
 from ops.repository.stores import LocalFolderStore
 from tests.commands import fetch_status
 from tests.mediaapp.models import Poster
+from tests.ops_databases import ScratchDatabases
 
 pytestmark = pytest.mark.django_db
 
@@ -873,3 +875,32 @@ def test_normalize_verified__cloudinary_concurrent_edit_during_apply_is_kept(
 
     assert (result.fixed, result.changed_concurrently, result.api_calls) == (1, 1, 1)
     assert images() == {"first": "media/programs/new", "second": "media/programs/two"}
+
+
+def test_normalize_apply__sqlite_shares_the_restore_lock_file(scratch: ScratchDatabases) -> None:
+    alias = scratch.sqlite()
+    touch("programs/x.jpg")
+    Program.objects.using(alias).create(
+        name="x",
+        slug="x",
+        age_min_years=2,
+        age_max_years=4,
+        monthly_fee=Decimal("1"),
+        image="/media/programs/x.jpg",
+    )
+
+    with (
+        sqlite_restore_lock(connections[alias], timeout=1),
+        pytest.raises(CommandError, match=r"A restore of database .* is running") as raised,
+    ):
+        run("--apply", "--no-input", "--no-wait", "--database", alias, "--model", "api.Program")
+    assert raised.value.returncode == 1
+    assert "Fixed 1." in run("--apply", "--no-input", "--database", alias, "--model", "api.Program")
+    # And a restore started while a repair holds the lock waits for it, then gives up.
+    with (
+        exclusive_writer(connections[alias], wait=False),
+        pytest.raises(RestoreLocked, match="normalize_media_urls --apply is writing to it"),
+        sqlite_restore_lock(connections[alias], timeout=0.3),
+    ):
+        pass
+    assert Program.objects.using(alias).get().image.name == "programs/x.jpg"
