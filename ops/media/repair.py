@@ -40,7 +40,6 @@ import contextlib
 import csv
 import json
 import os
-import posixpath
 import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -383,19 +382,20 @@ class FolderListings:
         self.stats = 0
 
     def exists(self, names: Iterable[str]) -> dict[str, bool]:
-        by_folder: dict[str, list[str]] = defaultdict(list)
+        by_folder: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for name in names:
-            by_folder[posixpath.dirname(name)].append(name)
+            folder, _, base = name.rpartition("/")
+            by_folder[folder].append((name, base))
         answers: dict[str, bool] = {}
         for folder, folder_names in by_folder.items():
             listing = self._listing(folder, len(folder_names))
             if listing is None:
-                for name in folder_names:
+                for name, _ in folder_names:
                     self.stats += 1
                     answers[name] = os.path.lexists(os.path.join(self.location, name))
             else:
-                for name in folder_names:
-                    answers[name] = posixpath.basename(name) in listing
+                for name, base in folder_names:
+                    answers[name] = base in listing
         return answers
 
     def _listing(self, folder: str, wanted: int) -> frozenset[str] | None:
@@ -507,19 +507,22 @@ def _checks_every_name(column: MediaColumn, options: RepairOptions) -> bool:
     return column.context.kind is StorageKind.FILESYSTEM or options.check_remote or options.upload_missing
 
 
+_NO_FILE: _Pass = (EMPTY, None, "no file", ())
+
+
 def _first_pass(old: str | None, column: MediaColumn, options: RepairOptions, every_name: bool) -> _Pass:
+    if not old:
+        return _NO_FILE
     context = column.context
     max_length = column.max_length
-    if (
-        old is not None
-        and is_plain_canonical(old, context)
-        and (max_length is None or len(old) <= max_length)
-    ):
+    if is_plain_canonical(old, context) and (max_length is None or len(old) <= max_length):
         # The bulk of a scan, decided without building a MediaValue (a fifth of a dry run's time).
         if not every_name:
             return CANONICAL, None, "storage name", ()
-        names = candidate_names(MediaValue(MediaCategory.CANONICAL, old), context)
-        return CANONICAL, None, "storage name", _fitting(names, max_length)
+        if context.kind is StorageKind.FILESYSTEM and old.startswith(context.storage_prefix):
+            names = candidate_names(MediaValue(MediaCategory.CANONICAL, old), context)
+            return CANONICAL, None, "storage name", _fitting(names, max_length)
+        return CANONICAL, None, "storage name", (old,)
     parsed = parse_media_value(old, context)
     category = parsed.category
     if category is MediaCategory.EMPTY:
@@ -543,7 +546,11 @@ def _first_pass(old: str | None, column: MediaColumn, options: RepairOptions, ev
 
 
 def _fitting(names: tuple[str, ...], max_length: int | None) -> tuple[str, ...]:
-    return names if max_length is None else tuple(n for n in names if len(n) <= max_length)
+    if max_length is None:
+        return names
+    if len(names) == 1:
+        return names if len(names[0]) <= max_length else ()
+    return tuple([n for n in names if len(n) <= max_length])
 
 
 def _decide(
@@ -759,10 +766,14 @@ class _Run:
                     raise
             for pk, index, old, first in items:
                 column = model_columns[index]
-                if first[3]:
-                    category, new, reason = _decide(first, old, column, answers[index], options)
-                else:
+                names = first[3]
+                if not names:
                     category, new, reason = first[0], first[1], first[2]
+                elif first[0] == CANONICAL and names[0] == old and answers[index].get(old):
+                    # The bulk of a verifying scan: a canonical name whose file is there.
+                    category, new, reason = CANONICAL, None, first[2]
+                else:
+                    category, new, reason = _decide(first, old, column, answers[index], options)
                 counts[category] += 1
                 if category == EMPTY:
                     continue
