@@ -30,6 +30,7 @@ from pyrage import x25519
 
 from api.demo_data import demo_image
 from api.models import Announcement, Program
+from api.serializers import public_media_url
 from api.storage import document_storage
 from ops.engines.locks import exclusive_writer, sqlite_restore_lock
 from ops.engines.pg_load import RestoreLocked, restore_lock_key
@@ -578,10 +579,22 @@ def test_normalize_verified__local_storage_every_shape(tmp_path: Path, undo_dir:
     assert "  e.g. broken: api.Program.image" in dry
     assert "3 broken values were left as they are" in dry
 
+    # The site's URL helper reads values with the same parser, without lookups: where its reading
+    # (the first) has the file, the command writes exactly what the helper serves.
+    for slug in ("glued", "doubled", "absolute", "backslashes", "blanks"):
+        _, stored, existing, after, _ = next(shape for shape in shapes if shape[0] == slug)
+        assert public_media_url(stored) == default_storage.url(after) == default_storage.url(existing)
+    assert public_media_url("C:\\fakepath\\photo.jpg") is None
+
     applied = run("--apply", "--no-input", "--model", "api.Program")
 
     assert f"Fixed {fixable}." in applied
     assert images() == {slug: after for slug, _, _, after, _ in shapes}
+    # After the repair the helper serves every repaired value at its file.
+    for _, _, existing, after, category in shapes:
+        if category in ("fixable", "canonical"):
+            assert existing is not None
+            assert public_media_url(after) == default_storage.url(existing)
     # A second run finds nothing to do, and still reports what is broken.
     again = json.loads(run("--model", "api.Program", "--format", "json"))
     assert (again["counts"]["fixable"], again["counts"]["broken"]) == (0, 3)

@@ -17,6 +17,10 @@ API
   EXTERNAL: the cleaned URL, which a helper may serve as is), ``reason`` (one line for reports).
   It never raises, and canonical values are fixed points: ``parse(canonical_name)`` is CANONICAL
   with the same name. BROKEN is not decided here: it needs an existence check (ops.media.remote).
+- ``candidate_names(parsed, context)``: every storage name a value may refer to, in order of
+  preference (``canonical_name`` first, which is what the URL helper serves; under FileSystemStorage
+  also the name without MEDIA_URL's folder; for UNKNOWN values their ``guesses``). Each is canonical.
+  normalize_media_urls writes the first whose file exists, and nothing when none does.
 - ``lookup_public_ids(name, context)`` / ``remote_keys(name, context)``: the Cloudinary public_ids
   (with resource and delivery type) a stored name is delivered from: what an existence check asks.
 
@@ -38,6 +42,8 @@ stored value                                                    category    cano
   another resource type or delivery type, or outside the storage's prefix       EXTERNAL   the URL
 ``data:...``, ``ftp://...``, ``../x``, ``/srv/elsewhere/x.jpg``, this account's URL in an
   unsupported form                                                               UNKNOWN
+``C:\\fakepath\\photo.jpg``, ``media/C:/fakepath/photo.jpg`` (a path on the uploader's
+  computer)                                     UNKNOWN, ``guesses`` ``media/photo.jpg``
 ==============================================================  ==========  =====================
 
 Images and videos: django-cloudinary-storage stores their public_ids without extension, so one
