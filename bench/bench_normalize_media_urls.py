@@ -106,8 +106,7 @@ class Run:
     stdout: str
 
 
-def run_measured(argv: list[str], env: dict[str, str]) -> Run:
-    """Run a child and read its own peak RSS (wait4), not the maximum over every child so far."""
+def _run_child(argv: list[str], env: dict[str, str]) -> tuple[int, float, float, str, str]:
     started = time.monotonic()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None
@@ -115,11 +114,58 @@ def run_measured(argv: list[str], env: dict[str, str]) -> Run:
     stdout = process.stdout.read()
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.monotonic() - started
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}):\n{stderr.decode()[-3000:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, stdout.decode())
+    return (
+        os.waitstatus_to_exitcode(status),
+        time.monotonic() - started,
+        usage.ru_maxrss / 1024,
+        stdout.decode(),
+        stderr.decode(),
+    )
+
+
+class Spawner:
+    """Starts the measured children from a small process of its own.
+
+    A child's ru_maxrss counts its parent's memory at the moment it was forked (Linux records the
+    forked address space's high-water mark at exec): children of this process, which holds the
+    emulator and its seeded files, would report the emulator's size. The spawner is started first,
+    while this process is small, and forks every measured child.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--spawner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def run(self, argv: list[str], env: dict[str, str]) -> tuple[int, float, float, str, str]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
+        self.process.stdin.flush()
+        code, seconds, rss, stdout, stderr = json.loads(self.process.stdout.readline())
+        return int(code), float(seconds), float(rss), str(stdout), str(stderr)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def spawner_loop() -> None:
+    for line in sys.stdin:
+        request = json.loads(line)
+        print(json.dumps(_run_child(request["argv"], request["env"])), flush=True)
+
+
+SPAWNER: Spawner | None = None
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> Run:
+    """Run a child and read its own peak RSS (wait4), not the maximum over every child so far."""
+    code, seconds, rss, stdout, stderr = (SPAWNER.run if SPAWNER else _run_child)(argv, env)
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({code}):\n{stderr[-3000:]}")
+    return Run(seconds, rss, stdout)
 
 
 def django_env(
@@ -331,10 +377,16 @@ def main() -> None:
     parser.add_argument("--no-double", action="store_true")
     parser.add_argument("--storage", choices=("both", "cloudinary", "local"), default="both")
     parser.add_argument("--naive-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--spawner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_worker is not None:
         naive_worker(args.naive_worker)
         return
+    if args.spawner:
+        spawner_loop()
+        return
+    global SPAWNER  # one per run, started while this process is small
+    SPAWNER = Spawner()
     results: dict[str, dict[str, float]] = {}
     local: dict[str, dict[str, float]] = {}
     with (
@@ -356,6 +408,7 @@ def main() -> None:
             f"local {label}: {2 * args.rows:,} references, verified: dry run {r['dry_s']:.1f} s "
             f"({r['dry_rss']:.0f} MB), apply {r['apply_s']:.1f} s ({r['apply_rss']:.0f} MB)"
         )
+    SPAWNER.close()
     if not results:
         return
     print(
