@@ -623,6 +623,8 @@ def test_normalize_verified__no_verify_with_check_remote_is_misuse() -> None:
     with pytest.raises(CommandError, match="--no-verify cannot go with --check-remote") as raised:
         run("--no-verify", "--check-remote")
     assert raised.value.returncode == 2
+    with pytest.raises(CommandError, match="--undo takes only --apply, --database, --no-input and --no-wait"):
+        run("--undo", "undo/x.jsonl.zst", "--no-verify")
 
 
 def test_folder_listings__one_listing_per_folder_not_a_stat_per_name(tmp_path: Path) -> None:

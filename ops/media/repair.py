@@ -601,9 +601,10 @@ def repair_media(
     """
     started = time.monotonic()
     database = options.database
-    if not options.verify and (options.check_remote or options.upload_missing):
+    if not options.verify and (options.check_remote or options.upload_missing or options.resume_from):
         raise OpsConfigurationError(
-            "--no-verify cannot go with --check-remote or --upload-missing: both look files up."
+            "--no-verify cannot go with --check-remote, --upload-missing or --resume-from: "
+            "each of them looks files up."
         )
     columns = discover_columns(options.apps, options.models)
     result = RepairResult(
