@@ -851,15 +851,37 @@ def test_normalize_verified__cloudinary_every_shape(
 
 
 @pytest.mark.slow
-def test_normalize_verified__cloudinary_upload_missing_says_cloudinary_fields_are_not_covered(
+def test_normalize_verified__cloudinary_upload_missing_covers_cloudinary_fields(
     cloudinary_settings: Any, cloudinary_emulator: Any
 ) -> None:
-    sdk = cloudinary.uploader.upload(demo_image("sdk"), folder="posters")
-    Poster.objects.create(sdk_image=sdk["secure_url"].replace(sdk["public_id"], "posters/gone"))
+    # A CloudinaryField that was an ImageField on local disk: its value is still the disk name.
+    touch("posters/old.jpg")
+    (Path(settings_module.MEDIA_ROOT) / "posters" / "old.jpg").write_bytes(demo_image("old"))
+    migrated = Poster.objects.create()
+    gone = Poster.objects.create()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE mediaapp_poster SET sdk_image = %s WHERE id = %s", ["posters/old.jpg", migrated.pk]
+        )
+        cursor.execute(
+            "UPDATE mediaapp_poster SET sdk_image = %s WHERE id = %s", ["posters/gone.jpg", gone.pk]
+        )
 
-    output = run("--upload-missing", "--model", "mediaapp.Poster")
+    dry = run("--upload-missing", "--model", "mediaapp.Poster")
+    assert "1 would fix (verified), 1 broken" in dry.splitlines()[0]
+    assert "'posters/old.jpg' -> upload:posters/old.jpg" in dry
+    assert cloudinary_emulator.resource("posters/old", resource_type="image") is None
 
-    assert "(--upload-missing does not cover CloudinaryField columns)" in output
+    applied = run("--upload-missing", "--apply", "--no-input", "--model", "mediaapp.Poster")
+
+    assert "1 uploaded from MEDIA_ROOT" in applied
+    value = stored_sdk_image(migrated.pk)
+    assert re.fullmatch(r"image/upload/v\d+/posters/old\.jpg", value), value
+    assert str(Poster.objects.get(pk=migrated.pk).sdk_image.public_id) == "posters/old"
+    assert cloudinary_emulator.resource("posters/old", resource_type="image") is not None
+    assert stored_sdk_image(gone.pk) == "posters/gone.jpg"
+    again = json.loads(run("--check-remote", "--model", "mediaapp.Poster", "--format", "json"))
+    assert (again["counts"]["canonical"], again["counts"]["broken"]) == (1, 1)
 
 
 @pytest.mark.slow

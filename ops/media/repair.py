@@ -29,9 +29,9 @@ helper uses too) and, with ``apply``, writes repairs back:
   file staying only if that fails; ``undo_media_repair`` puts old values back where the current
   value is still the one written.
 
-``upload_missing`` uploads a FileSystemStorage-era file still in MEDIA_ROOT to a django-cloudinary-storage
-field and stores its new name. It does not cover CloudinaryField columns: their missing files are
-reported as broken, saying so.
+``upload_missing`` uploads a FileSystemStorage-era file still in MEDIA_ROOT that the column's
+Cloudinary lacks and stores its new value: the storage's name for a django-cloudinary-storage field,
+``<resource_type>/<type>/v<version>/<public_id>.<format>`` for a ``CloudinaryField``.
 """
 
 from __future__ import annotations
@@ -578,13 +578,14 @@ def _decide(
         return BROKEN, None, f"existence could not be checked ({looked}): not rewritten"
     if category == UNKNOWN:
         return UNKNOWN, None, f"{reason}; no file at {looked}"
-    if options.upload_missing and column.context.kind is StorageKind.CLOUDINARY_STORAGE:
+    if options.upload_missing and column.context.kind in (
+        StorageKind.CLOUDINARY_STORAGE,
+        StorageKind.CLOUDINARY_FIELD,
+    ):
         original = _local_original(old, column)
         if original is not None:
             relative = original.relative_to(Path(str(settings.MEDIA_ROOT)).resolve()).as_posix()
             return FIXABLE, f"upload:{relative}", "missing in the media storage; uploaded from MEDIA_ROOT"
-    if options.upload_missing and column.context.kind is StorageKind.CLOUDINARY_FIELD:
-        return BROKEN, None, f"no file at {looked} (--upload-missing does not cover CloudinaryField columns)"
     return BROKEN, None, f"no file at {looked}"
 
 
@@ -865,9 +866,38 @@ def _flush(
 
 
 def _upload(relative: str, column: MediaColumn) -> str:
+    """Upload a MEDIA_ROOT file into the column's storage; the value to store for it."""
     path = Path(str(settings.MEDIA_ROOT)) / relative
+    if column.context.kind is StorageKind.CLOUDINARY_FIELD:
+        return _upload_for_cloudinary_field(path, relative, column.context)
     with path.open("rb") as handle:
         return str(column.storage.save(relative, File(handle, name=relative)))
+
+
+def _upload_for_cloudinary_field(path: Path, relative: str, context: MediaContext) -> str:
+    """Through the SDK, as the field would: its value is ``<type>/<delivery>/v<version>/<id>.<format>``."""
+    import cloudinary.exceptions
+    import cloudinary.uploader
+
+    raw = context.resource_type == "raw"
+    # Images and videos keep their extension as the format, not in the public_id (as the field does).
+    public_id = relative if raw or "." not in relative.rsplit("/", 1)[-1] else relative.rsplit(".", 1)[0]
+    try:
+        uploaded = cloudinary.uploader.upload(
+            str(path),
+            public_id=public_id,
+            resource_type=context.resource_type,
+            type=context.delivery_type,
+            overwrite=False,
+        )
+    except cloudinary.exceptions.Error as error:
+        raise OpsError(
+            f"Uploading {relative} to Cloudinary failed ({type(error).__name__}: {redact(str(error))}). "
+            "Check the credentials and the service status, then run the command again."
+        ) from None
+    value = f"{uploaded['resource_type']}/{uploaded['type']}/v{uploaded['version']}/{uploaded['public_id']}"
+    fmt = uploaded.get("format")
+    return value + (f".{fmt}" if fmt and not raw else "")
 
 
 # --- undo -----------------------------------------------------------------------------------------

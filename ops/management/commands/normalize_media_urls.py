@@ -43,7 +43,7 @@ class Command(BaseCommand):
             "--upload-missing",
             action="store_true",
             help="Upload files missing from Cloudinary but still in MEDIA_ROOT, and store their names "
-            "(implies --check-remote; django-cloudinary-storage fields only, not CloudinaryField).",
+            "(implies --check-remote; django-cloudinary-storage fields and CloudinaryField columns).",
         )
         parser.add_argument(
             "--no-wait",
