@@ -741,14 +741,14 @@ def test_normalize_apply__no_wait_refuses_while_a_restore_runs() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_restore__waits_for_a_running_apply(settings: Any) -> None:
+def test_normalize_apply__holds_the_restore_lock_while_it_writes(settings: Any) -> None:
     settings.OPS = {**settings.OPS, "RESTORE_LOCK_TIMEOUT": 0.5}
     touch("programs/x.jpg")
     program("x", "/media/programs/x.jpg")
     holder = connections["default"]
 
     def restore_meanwhile(row: ReportRow) -> None:
-        # A restore started while --apply runs waits for the lock --apply holds, and gives up.
+        # A restore started now would find the lock taken (and wait RESTORE_LOCK_TIMEOUT for it).
         other = psycopg2.connect(
             **{k: v for k, v in holder.get_connection_params().items() if k != "cursor_factory"}
         )
