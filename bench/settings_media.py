@@ -1,12 +1,15 @@
 """Settings for bench/bench_normalize_media_urls.py: media on django-cloudinary-storage, as in production.
 
-The credentials are placeholders: classifying and repairing stored values makes no Cloudinary call
-(only --check-remote and --upload-missing do, and the benchmark uses neither); the undo log goes to
+Cloudinary is the test suite's emulator, started by the benchmark (``BENCH_CLOUDINARY_CONFIG``: its
+SDK configuration as JSON): verification, the default, looks repairs up through its Admin API. Without
+it the credentials are placeholders and only ``--no-verify`` runs make no call. The undo log goes to
 a local backup repository.
 """
 
+import json
 import os
 
+import cloudinary
 import dj_database_url
 
 from tests import pg_driver
@@ -25,6 +28,16 @@ INSTALLED_APPS = [
 ]
 DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
 CLOUDINARY_STORAGE = {"CLOUD_NAME": "bench", "API_KEY": "000", "API_SECRET": "placeholder", "SECURE": True}
+if os.environ.get("BENCH_CLOUDINARY_CONFIG"):
+    _emulator = json.loads(os.environ["BENCH_CLOUDINARY_CONFIG"])
+    # upload_prefix (where the Admin API is) is not among the keys django-cloudinary-storage sets.
+    cloudinary.config(**_emulator)
+    CLOUDINARY_STORAGE = {
+        "CLOUD_NAME": _emulator["cloud_name"],
+        "API_KEY": _emulator["api_key"],
+        "API_SECRET": _emulator["api_secret"],
+        "SECURE": False,
+    }
 STORAGES = {
     "default": {"BACKEND": "cloudinary_storage.storage.MediaCloudinaryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

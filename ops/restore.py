@@ -58,6 +58,7 @@ from ops.backup import (
 from ops.conf import ops_setting
 from ops.engines import partial_load, pg_load, pg_parallel
 from ops.engines.cross_engine import TableConverter, plan_conversion
+from ops.engines.locks import sqlite_restore_lock
 from ops.engines.migration_state import check_known, migrate_to_recorded
 from ops.engines.sqlite_load import restore_sqlite
 from ops.engines.tables import ModelTable, model_tables
@@ -500,8 +501,10 @@ def run_restore(
                         message=f"Database {label} already holds data: nothing restored.",
                     )
             else:
-                safety = _safety_backup(database, in_transaction=False) if has_data else None
-                rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
+                # The file lock normalize_media_urls --apply takes too: one writer of the whole file.
+                with sqlite_restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT"))):
+                    safety = _safety_backup(database, in_transaction=False) if has_data else None
+                    rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"

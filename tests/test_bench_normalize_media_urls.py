@@ -18,11 +18,15 @@ def test_bench_normalize_media_urls__runs_at_a_tiny_scale() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[1x] apply:   Repaired on default: 4,000 media values in 2 fields" in result.stdout
+    # Verification is on: the emulator counts the Admin API calls; local disk looks every name up.
+    assert "would fix (verified)" in result.stdout
+    assert "Admin API calls]" in result.stdout
+    assert "[local 1x] dry run: Dry run on default: 4,000 media values" in result.stdout
     assert "naive / apply time:" in result.stdout
     assert "extrapolated linearly" in result.stdout
     assert "peak RSS 2x / 1x:" in result.stdout

@@ -42,9 +42,13 @@ class RestoreLocked(OpsError):
     """Another restore of the same database holds the lock."""
 
 
-def _lock_key(connection: BaseDatabaseWrapper) -> int:
+def restore_lock_key(connection: BaseDatabaseWrapper) -> int:
+    """The advisory lock key of a restore of this database (normalize_media_urls --apply takes it too)."""
     digest = hashlib.sha256(f"ops.restore:{connection.settings_dict['NAME']}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+_lock_key = restore_lock_key  # the name tests and older callers use
 
 
 @contextlib.contextmanager
@@ -54,7 +58,7 @@ def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[No
     Session level, taken before the restore's transaction begins, so that transaction's snapshot
     is taken after the previous restore committed. The server releases it if the process dies.
     """
-    key = _lock_key(connection)
+    key = restore_lock_key(connection)
     with connection.cursor() as cursor:
         cursor.execute("SET lock_timeout = %s", [f"{max(1, int(timeout * 1000))}ms"])
         try:
@@ -62,8 +66,9 @@ def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[No
         except OperationalError as error:
             if pg_copy.sqlstate(error.__cause__) == _LOCK_NOT_AVAILABLE:
                 raise RestoreLocked(
-                    f"Another restore of database {connection.settings_dict['NAME']!r} is running; "
-                    f"this one waited {timeout:g} s for it. Try again once it has finished."
+                    f"Another restore of database {connection.settings_dict['NAME']!r} is running (or "
+                    f"normalize_media_urls --apply is writing to it); this one waited {timeout:g} s for it. "
+                    "Try again once it has finished."
                 ) from None
             raise
         finally:

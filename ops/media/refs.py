@@ -17,6 +17,10 @@ API
   EXTERNAL: the cleaned URL, which a helper may serve as is), ``reason`` (one line for reports).
   It never raises, and canonical values are fixed points: ``parse(canonical_name)`` is CANONICAL
   with the same name. BROKEN is not decided here: it needs an existence check (ops.media.remote).
+- ``candidate_names(parsed, context)``: every storage name a value may refer to, in order of
+  preference (``canonical_name`` first, which is what the URL helper serves; under FileSystemStorage
+  also the name without MEDIA_URL's folder; for UNKNOWN values their ``guesses``). Each is canonical.
+  normalize_media_urls writes the first whose file exists, and nothing when none does.
 - ``lookup_public_ids(name, context)`` / ``remote_keys(name, context)``: the Cloudinary public_ids
   (with resource and delivery type) a stored name is delivered from: what an existence check asks.
 
@@ -38,6 +42,8 @@ stored value                                                    category    cano
   another resource type or delivery type, or outside the storage's prefix       EXTERNAL   the URL
 ``data:...``, ``ftp://...``, ``../x``, ``/srv/elsewhere/x.jpg``, this account's URL in an
   unsupported form                                                               UNKNOWN
+``C:\\fakepath\\photo.jpg``, ``media/C:/fakepath/photo.jpg`` (a path on the uploader's
+  computer)                                     UNKNOWN, ``guesses`` ``media/photo.jpg``
 ==============================================================  ==========  =====================
 
 Images and videos: django-cloudinary-storage stores their public_ids without extension, so one
@@ -63,6 +69,7 @@ __all__ = [
     "MediaContext",
     "MediaValue",
     "StorageKind",
+    "candidate_names",
     "cloudinary_field_context",
     "lookup_public_ids",
     "media_context_for",
@@ -128,6 +135,9 @@ class MediaValue:
     canonical_name: str | None = None
     external_url: str | None = None
     reason: str = ""
+    # UNKNOWN values the parser can only guess at (a path on the uploader's computer): storage
+    # names that *might* hold the file. Never served or written unless a check finds the file.
+    guesses: tuple[str, ...] = ()
 
 
 # "https://", "https:/" (collapsed), "https%3A%2F%2F" (percent-encoded): where a URL starts.
@@ -185,6 +195,8 @@ def _parse(value: str | None, context: MediaContext, *, fast: bool = True) -> Me
     url = _innermost_url(text)
     if url is not None:
         result = _parse_url(url, context)
+    elif _CLIENT_PATH.search(text):
+        return _client_path(text, context)
     elif _OTHER_SCHEME.match(text) and not _looks_like_windows_path(text):
         return MediaValue(MediaCategory.UNKNOWN, reason=f"not a file name or http(s) URL ({text[:12]}...)")
     elif context.kind is StorageKind.CLOUDINARY_FIELD:
@@ -204,6 +216,25 @@ def _checked_repair(result: MediaValue, context: MediaContext) -> MediaValue:
     if again.category is not MediaCategory.CANONICAL:
         return MediaValue(MediaCategory.UNKNOWN, reason=f"no canonical repair ({again.reason})")
     return result
+
+
+# A path on the uploader's computer: what a browser submits for a file input (C:\\fakepath\\x.jpg),
+# also behind MEDIA_URL or a storage prefix (media/C:/fakepath/x.jpg, what an earlier repair made of it).
+_CLIENT_PATH = re.compile(r"(?:^|[\\/])[A-Za-z]:[\\/]")
+
+
+def _client_path(text: str, context: MediaContext) -> MediaValue:
+    """No storage shape: the file's own name under the storage is only a guess, checked or dropped."""
+    base = text.replace("\\", "/").rsplit("/", 1)[-1]
+    guesses: tuple[str, ...] = ()
+    if base and _is_safe_name(base) and not _OTHER_SCHEME.match(base):
+        guess = base if context.kind is StorageKind.CLOUDINARY_FIELD else context.name_prefix + base
+        again = _parse(guess, context)
+        if again.category is MediaCategory.CANONICAL and again.canonical_name == guess:
+            guesses = (guess,)
+    return MediaValue(
+        MediaCategory.UNKNOWN, reason="a path on the uploader's computer, not a storage name", guesses=guesses
+    )
 
 
 def _looks_like_windows_path(text: str) -> bool:
@@ -358,6 +389,29 @@ def _parse_cloudinary_field_value(text: str) -> MediaValue:
     if text.startswith("/") or not _FIELD_VALUE.match(text):
         return MediaValue(MediaCategory.UNKNOWN, reason="not a CloudinaryField value")
     return MediaValue(MediaCategory.CANONICAL, text, reason="CloudinaryField value")
+
+
+def candidate_names(parsed: MediaValue, context: MediaContext) -> tuple[str, ...]:
+    """Every storage name ``parsed`` may refer to, in order of preference; the first whose file
+    exists is the right one (normalize_media_urls checks them; the URL helper, which cannot, serves
+    the first: ``canonical_name``). Each is canonical itself, so writing any of them is final.
+
+    Under FileSystemStorage, MEDIA_URL's folder in front of a name (``media/programs/x.jpg``) may be
+    a real folder of MEDIA_ROOT or a prefix glued on by mistake: both readings are candidates.
+    For an UNKNOWN value, its guesses.
+    """
+    if parsed.canonical_name is None:
+        return parsed.guesses
+    names = [parsed.canonical_name]
+    media_path = context.media_path
+    if context.kind is StorageKind.FILESYSTEM and media_path:
+        name = parsed.canonical_name
+        while name.startswith(f"{media_path}/"):
+            name = name[len(media_path) + 1 :]
+            again = _parse(name, context)
+            if again.category is MediaCategory.CANONICAL and again.canonical_name == name:
+                names.append(name)
+    return tuple(names)
 
 
 def lookup_public_ids(name: str, context: MediaContext) -> tuple[str, ...]:

@@ -9,8 +9,12 @@ thousands of references must not cost a call each:
 - sparse ids: ``resources_by_ids``, 100 ids a call.
 
 Answers are kept in ``known`` (and in a state file when the limit is reached), so a stopped check
-resumes where it stopped instead of paying twice. Local storages (FileSystemStorage) and others
-are asked through the storage itself, at no API cost.
+resumes where it stopped instead of paying twice. A caller that checks batch by batch
+(normalize_media_urls) calls ``forget()`` after each batch, so memory holds one batch's answers,
+and sets ``position`` (where its scan is) so a resumed run starts there. A folder whose listing did
+not finish within its page budget is asked for by id from then on (listing it again costs as
+much). Local storages (FileSystemStorage) and others are asked through the storage itself, at no
+API cost.
 """
 
 from __future__ import annotations
@@ -36,9 +40,15 @@ RemoteKey = tuple[str, str, str]
 class RateLimitReached(OpsError):
     """The Admin API's allowance ran out (or down to the reserve) before the check finished."""
 
+    NOTHING_WRITTEN = "Nothing was written."
+
     def __init__(self, message: str, state_file: Path | None) -> None:
         super().__init__(message)
         self.state_file = state_file
+
+    def after_writes(self, outcome: str) -> RateLimitReached:
+        """The same stop, for a caller that had written (verified) repairs before it: says so instead."""
+        return RateLimitReached(str(self).replace(self.NOTHING_WRITTEN, outcome), self.state_file)
 
 
 @dataclass
@@ -55,6 +65,10 @@ class RemoteExistence:
     calls: int = 0
     remaining: int | None = None
     reset_at: str | None = None
+    # Where the caller's scan was when the answers in ``known`` were asked for (saved, resumed).
+    position: dict[str, Any] | None = None
+    # (resource_type, delivery_type, folder) too large to list within a listing's page budget.
+    large_folders: set[tuple[str, str, str]] = field(default_factory=set)
 
     @classmethod
     def resume(cls, state_file: Path, reserve_calls: int = 10) -> RemoteExistence:
@@ -62,12 +76,13 @@ class RemoteExistence:
         try:
             data = json.loads(state_file.read_text(encoding="utf-8"))
             known = {(str(rt), str(dt), str(pid)): bool(ok) for rt, dt, pid, ok in data["known"]}
+            position = data.get("position")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OpsError(
                 f"Cannot read the remote check state {state_file} ({type(error).__name__}). "
                 "Run without --resume-from to start the check over."
             ) from None
-        return cls(reserve_calls=reserve_calls, state_file=state_file, known=known)
+        return cls(reserve_calls=reserve_calls, state_file=state_file, known=known, position=position)
 
     def save(self) -> None:
         if self.state_file is None:
@@ -75,8 +90,13 @@ class RemoteExistence:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
         rows = [[rt, dt, pid, ok] for (rt, dt, pid), ok in self.known.items()]
-        temporary.write_text(json.dumps({"known": rows}), encoding="utf-8")
+        temporary.write_text(json.dumps({"known": rows, "position": self.position}), encoding="utf-8")
         os.replace(temporary, self.state_file)
+
+    def forget(self) -> None:
+        """Drop the answers (not the budget): the caller has used them."""
+        self.known.clear()
+        self.details.clear()
 
     def check(self, wanted: Iterable[RemoteKey]) -> None:
         """Settle every key of ``wanted`` into ``known``; raises RateLimitReached when out of calls."""
@@ -93,7 +113,11 @@ class RemoteExistence:
             by_folder[_folder(public_id)].add(public_id)
         sparse: list[str] = []
         for folder, folder_ids in sorted(by_folder.items()):
-            if folder and len(folder_ids) >= BY_IDS_BATCH:
+            if (
+                folder
+                and len(folder_ids) >= BY_IDS_BATCH
+                and (resource_type, delivery_type, folder) not in self.large_folders
+            ):
                 self._list_folder(resource_type, delivery_type, folder, folder_ids)
                 sparse.extend(i for i in folder_ids if (resource_type, delivery_type, i) not in self.known)
             else:
@@ -134,6 +158,7 @@ class RemoteExistence:
                 for public_id in ids:
                     self.known.setdefault((resource_type, delivery_type, public_id), False)
                 return
+        self.large_folders.add((resource_type, delivery_type, folder))
 
     def _remember(self, resource_type: str, delivery_type: str, resource: dict[str, Any]) -> None:
         self.details[(resource_type, delivery_type, str(resource["public_id"]))] = {
@@ -176,7 +201,7 @@ class RemoteExistence:
         )
         raise RateLimitReached(
             f"Stopped the remote check after {self.calls} Admin API calls: {why}{when}. "
-            f"Nothing was written. Wait for the reset{where}.",
+            f"{RateLimitReached.NOTHING_WRITTEN} Wait for the reset{where}.",
             self.state_file,
         )
 

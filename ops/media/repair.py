@@ -2,33 +2,47 @@
 
 Scans every file field (FileField, ImageField, subclasses, the cloudinary SDK's CloudinaryField) of
 every installed model, classifies each value with ``ops.media.refs`` (the parser the API's URL
-helper uses too) and, with ``apply``, writes the canonical values back:
+helper uses too) and, with ``apply``, writes repairs back:
 
 - rows are read in primary-key order, one page at a time (pk and file columns only, raw SQL so no
-  model is ever built): memory stays flat however large the table;
+  model is ever built), and each page is settled before the next is read: memory holds one page,
+  its lookups and their answers, however large the table;
+- **a repair is written only if its target exists** in the field's storage (the default; ``verify``
+  False is ``--no-verify``, shapes only). A value may have several readings (``refs.candidate_names``:
+  a doubled prefix collapsed once or fully, MEDIA_URL's folder kept or not): the first whose file
+  exists wins; none does: the value is *broken*, reported with the names looked for, never written.
+  A value that is no storage shape at all (a path on the uploader's computer) is *unknown* unless
+  one of the parser's guesses exists. Lookups per page: local disk through a directory listing per
+  folder (``FolderListings``), other Django storages through ``exists``, Cloudinary through
+  ``ops.media.remote`` (``resources_by_ids``, 100 names a call, or a folder listing where denser; its
+  rate-limit budget and resumable state). Names already canonical are looked up too on local disk
+  (free); on Cloudinary only with ``check_remote`` (each 100 names cost one of a few hundred calls an
+  hour);
 - writes go in batches, each in its own transaction, as one conditional ``UPDATE ... FROM (VALUES
   ...)`` per column that only touches rows still holding the value that was read, so a concurrent
   edit is never lost (it is counted and reported instead);
+- ``apply`` holds the restore's lock (``ops.engines.locks``) from the first read to the last write: it
+  waits for a running restore (or refuses, ``wait`` False), and a restore waits for it;
 - every write is recorded in an undo log (JSON lines of model, pk, field, old, new: media names
   only, no personal data) before its transaction commits; at the end of the run the log is stored
   in the backup repository (``ops.media.undo_logs``: compressed, encrypted like the backups), the local
   file staying only if that fails; ``undo_media_repair`` puts old values back where the current
   value is still the one written.
 
-With ``check_remote`` the proposed and the existing names are looked up in the media storage first
-(``ops.media.remote``: a few bulk Admin API calls), and nothing is rewritten into a name the
-storage does not have: such values are reported as broken. ``upload_missing`` uploads a
-FileSystemStorage-era file still in MEDIA_ROOT and stores its new name.
+``upload_missing`` uploads a FileSystemStorage-era file still in MEDIA_ROOT that the column's
+Cloudinary lacks and stores its new value: the storage's name for a django-cloudinary-storage field,
+``<resource_type>/<type>/v<version>/<public_id>.<format>`` for a ``CloudinaryField``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,18 +55,21 @@ from django.core.files import File
 from django.db import connections, models, transaction
 
 from ops.conf import ops_setting
+from ops.engines.locks import exclusive_writer
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media.refs import (
     MediaCategory,
     MediaContext,
+    MediaValue,
     StorageKind,
+    candidate_names,
     cloudinary_field_context,
     is_plain_canonical,
     media_context_for,
     parse_media_value,
     remote_keys,
 )
-from ops.media.remote import RemoteExistence, RemoteKey
+from ops.media.remote import RateLimitReached, RemoteExistence, RemoteKey
 from ops.media.undo_logs import store_undo_log, undo_log_lines
 from ops.repository.backups import configured_repository
 
@@ -111,6 +128,14 @@ class RepairResult:
     changed_concurrently: int = 0
     uploads: int = 0
     api_calls: int = 0
+    # False: --no-verify, repairs written by their shape alone.
+    verified: bool = True
+    # Names looked up in the media storages (repairs' targets, and existing names where checked).
+    looked_up: int = 0
+    # --apply found a restore of the database running and waited for it.
+    waited_for_restore: bool = False
+    # --resume-from: where the scan started ("app.Model after pk N").
+    resumed_from: str | None = None
     # What --undo takes: the repository key of the stored log, else the local file's path.
     undo_log: str | None = None
     # The repository's description, or None while the log is only a local file.
@@ -129,8 +154,14 @@ class RepairOptions:
     apps: Sequence[str] = ()
     models: Sequence[str] = ()
     apply: bool = False
+    # Write a repair only if its target exists in the field's storage (False: --no-verify).
+    verify: bool = True
+    # Also look up names that are already canonical on Cloudinary and other remote storages
+    # (local disk: always).
     check_remote: bool = False
     upload_missing: bool = False
+    # --apply during a restore: wait for it (False: refuse at once, --no-wait).
+    wait: bool = True
     report_path: Path | None = None
     resume_from: Path | None = None
     undo_dir: Path | None = None
@@ -205,15 +236,16 @@ def discover_columns(app_labels: Sequence[str] = (), model_labels: Sequence[str]
 
 
 def stream_rows(
-    model: type[models.Model], columns: Sequence[str], database: str, page_size: int
+    model: type[models.Model], columns: Sequence[str], database: str, page_size: int, after: Any = None
 ) -> Iterator[list[tuple[Any, ...]]]:
-    """Pages of ``(pk, *columns)`` in primary-key order (keyset pagination: no long-lived cursor)."""
+    """Pages of ``(pk, *columns)`` in primary-key order (keyset pagination: no long-lived cursor),
+    from the row after pk ``after`` (None: the first)."""
     connection = connections[database]
     quote = connection.ops.quote_name
     pk = quote(str(model._meta.pk.column))
     quoted = ", ".join(quote(c) for c in columns)
     select = f"SELECT {pk}, {quoted} FROM {quote(model._meta.db_table)}"  # noqa: S608 (quoted identifiers)
-    last: Any = None
+    last: Any = after
     while True:
         with connection.cursor() as cursor:
             if last is None:
@@ -326,32 +358,121 @@ class _Report:
         self._file.close()
 
 
-# --- the run --------------------------------------------------------------------------------------
+# --- existence ------------------------------------------------------------------------------------
+
+# Names of folder listings kept for FileSystemStorage checks (about 15 MB at most).
+LISTING_CAP = 200_000
+# Fewer names than this wanted in one folder: a stat each is cheaper than listing the folder.
+MIN_NAMES_TO_LIST = 8
+
+
+class FolderListings:
+    """``exists`` for FileSystemStorage names, batched: one directory listing per folder.
+
+    A page of references mostly points into a few folders (``upload_to``), so listing each folder
+    once and keeping its names (up to ``LISTING_CAP`` names in all, least recently used dropped
+    first) replaces a stat per name. A folder larger than the cap, or asked about for a name or
+    two, is checked name by name (``os.path.lexists``, what FileSystemStorage.exists does).
+    """
+
+    def __init__(self, location: str, cap: int = LISTING_CAP) -> None:
+        self.location = location
+        self.cap = cap
+        self._listings: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._kept = 0
+        self._too_large: set[str] = set()
+        self.listed = 0
+        self.stats = 0
+
+    def exists(self, names: Iterable[str]) -> dict[str, bool]:
+        by_folder: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for name in names:
+            folder, _, base = name.rpartition("/")
+            by_folder[folder].append((name, base))
+        answers: dict[str, bool] = {}
+        for folder, folder_names in by_folder.items():
+            listing = self._listing(folder, len(folder_names))
+            if listing is None:
+                for name, _ in folder_names:
+                    self.stats += 1
+                    answers[name] = os.path.lexists(os.path.join(self.location, name))
+            else:
+                for name, base in folder_names:
+                    answers[name] = base in listing
+        return answers
+
+    def _listing(self, folder: str, wanted: int) -> frozenset[str] | None:
+        listing = self._listings.get(folder)
+        if listing is not None:
+            self._listings.move_to_end(folder)
+            return listing
+        if folder in self._too_large or wanted < MIN_NAMES_TO_LIST:
+            return None
+        entries: list[str] = []
+        try:
+            with os.scandir(os.path.join(self.location, folder)) as scan:
+                for entry in scan:
+                    entries.append(entry.name)
+                    if len(entries) > self.cap // 2:
+                        self._too_large.add(folder)
+                        return None
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # no such folder: none of its names exist
+        except OSError:
+            return None
+        self.listed += 1
+        listing = frozenset(entries)
+        while self._listings and self._kept + len(listing) > self.cap:
+            _, dropped = self._listings.popitem(last=False)
+            self._kept -= len(dropped)
+        self._listings[folder] = listing
+        self._kept += len(listing)
+        return listing
 
 
 @dataclass
-class _Existence:
-    """Does a canonical name exist in its column's storage (None: not asked)."""
+class _Verifier:
+    """Answers "is there a file at this name?" for one page of one model's columns at a time."""
 
     remote: RemoteExistence | None
-    local_cache: dict[tuple[int, str], bool] = field(default_factory=dict)
+    listings: dict[str, FolderListings] = field(default_factory=dict)
+    looked_up: int = 0
 
-    def exists(self, column: MediaColumn, name: str) -> bool | None:
-        if column.context.kind in (StorageKind.CLOUDINARY_STORAGE, StorageKind.CLOUDINARY_FIELD):
-            if self.remote is None:
-                return None
-            answers = [self.remote.known.get(key) for key in remote_keys(name, column.context)]
-            if any(answers):
-                return True
-            return None if None in answers else False
-        key = (id(column), name)
-        if key not in self.local_cache:
-            try:
-                self.local_cache[key] = bool(column.storage.exists(name))
-            except Exception:
-                # A storage that cannot answer: the value is not rewritten.
-                return None
-        return self.local_cache[key]
+    def answers(
+        self, columns: Sequence[MediaColumn], wanted: Sequence[set[str]]
+    ) -> list[dict[str, bool | None]]:
+        result: list[dict[str, bool | None]] = [{} for _ in columns]
+        remote_wanted: list[tuple[int, str, tuple[RemoteKey, ...]]] = []
+        for index, (column, names) in enumerate(zip(columns, wanted, strict=True)):
+            if not names:
+                continue
+            self.looked_up += len(names)
+            kind = column.context.kind
+            if kind in (StorageKind.CLOUDINARY_STORAGE, StorageKind.CLOUDINARY_FIELD):
+                if self.remote is None or not column.context.cloud_name:
+                    result[index].update(dict.fromkeys(names))
+                    continue
+                remote_wanted.extend((index, n, remote_keys(n, column.context)) for n in names)
+            elif kind is StorageKind.FILESYSTEM:
+                location = str(column.storage.location)
+                listings = self.listings.get(location)
+                if listings is None:
+                    listings = self.listings[location] = FolderListings(location)
+                result[index].update(listings.exists(names))
+            else:
+                for name in names:
+                    try:
+                        result[index][name] = bool(column.storage.exists(name))
+                    except Exception:
+                        # A storage that cannot answer: the value is not rewritten.
+                        result[index][name] = None
+        if remote_wanted and self.remote is not None:
+            remote = self.remote
+            remote.check(key for _, _, keys in remote_wanted for key in keys)
+            for index, name, keys in remote_wanted:
+                found = [remote.known.get(key) for key in keys]
+                result[index][name] = True if any(found) else (None if None in found else False)
+        return result
 
 
 def _local_original(value: str, column: MediaColumn) -> Path | None:
@@ -371,93 +492,330 @@ def _local_original(value: str, column: MediaColumn) -> Path | None:
     return None
 
 
+# --- the run --------------------------------------------------------------------------------------
+
+# One classified value before its existence is known: category, the value to write, the reason, and
+# the names to look up (empty: decided without a lookup).
+_Pass = tuple[str, str | None, str, tuple[str, ...]]
+
+
+def _checks_every_name(column: MediaColumn, options: RepairOptions) -> bool:
+    """Whether names already canonical are looked up too (not only the repairs' targets).
+
+    Free on local disk, so always; on Cloudinary each 100 names cost an Admin API call of a few
+    hundred an hour, so only when asked (--check-remote, --upload-missing).
+    """
+    if not options.verify:
+        return False
+    return column.context.kind is StorageKind.FILESYSTEM or options.check_remote or options.upload_missing
+
+
+_NO_FILE: _Pass = (EMPTY, None, "no file", ())
+
+
+def _first_pass(old: str | None, column: MediaColumn, options: RepairOptions, every_name: bool) -> _Pass:
+    if not old:
+        return _NO_FILE
+    context = column.context
+    max_length = column.max_length
+    if is_plain_canonical(old, context) and (max_length is None or len(old) <= max_length):
+        # The bulk of a scan, decided without building a MediaValue (a fifth of a dry run's time).
+        if not every_name:
+            return CANONICAL, None, "storage name", ()
+        if context.kind is StorageKind.FILESYSTEM and old.startswith(context.storage_prefix):
+            names = candidate_names(MediaValue(MediaCategory.CANONICAL, old), context)
+            return CANONICAL, None, "storage name", _fitting(names, max_length)
+        return CANONICAL, None, "storage name", (old,)
+    parsed = parse_media_value(old, context)
+    category = parsed.category
+    if category is MediaCategory.EMPTY:
+        return EMPTY, None, parsed.reason, ()
+    if category is MediaCategory.EXTERNAL:
+        return EXTERNAL, None, parsed.reason, ()
+    if category is MediaCategory.UNKNOWN:
+        guesses = _fitting(parsed.guesses, max_length) if options.verify else ()
+        return UNKNOWN, None, parsed.reason, guesses
+    name = parsed.canonical_name
+    assert name is not None
+    if max_length is not None and len(name) > max_length:
+        return UNKNOWN, None, f"canonical name longer than the field's max_length {max_length}", ()
+    if category is MediaCategory.CANONICAL:
+        if not every_name:
+            return CANONICAL, None, parsed.reason, ()
+        return CANONICAL, None, parsed.reason, _fitting(candidate_names(parsed, context), max_length)
+    if not options.verify:
+        return FIXABLE, name, parsed.reason, ()
+    return FIXABLE, None, parsed.reason, _fitting(candidate_names(parsed, context), max_length)
+
+
+def _fitting(names: tuple[str, ...], max_length: int | None) -> tuple[str, ...]:
+    if max_length is None:
+        return names
+    if len(names) == 1:
+        return names if len(names[0]) <= max_length else ()
+    return tuple([n for n in names if len(n) <= max_length])
+
+
+def _decide(
+    first: _Pass, old: str, column: MediaColumn, answers: dict[str, bool | None], options: RepairOptions
+) -> tuple[str, str | None, str]:
+    """The verdict once the candidates' existence is known: the first candidate with a file wins."""
+    category, _, reason, names = first
+    found: str | None = None
+    unanswered = False
+    for name in names:
+        answer = answers.get(name)
+        if answer:
+            found = name
+            break
+        if answer is None:
+            unanswered = True
+    if found is not None:
+        if category == CANONICAL and found == old:
+            return CANONICAL, None, reason
+        if category == CANONICAL:
+            return FIXABLE, found, f"no file at {old}; the file is at {found} (verified)"
+        return FIXABLE, found, f"{reason} (verified)"
+    looked = ", ".join(names)
+    if unanswered:
+        return BROKEN, None, f"existence could not be checked ({looked}): not rewritten"
+    if category == UNKNOWN:
+        return UNKNOWN, None, f"{reason}; no file at {looked}"
+    if options.upload_missing and column.context.kind in (
+        StorageKind.CLOUDINARY_STORAGE,
+        StorageKind.CLOUDINARY_FIELD,
+    ):
+        original = _local_original(old, column)
+        if original is not None:
+            relative = original.relative_to(Path(str(settings.MEDIA_ROOT)).resolve()).as_posix()
+            return FIXABLE, f"upload:{relative}", "missing in the media storage; uploaded from MEDIA_ROOT"
+    return BROKEN, None, f"no file at {looked}"
+
+
 def repair_media(
     options: RepairOptions,
     *,
     confirm: Callable[[str], bool] | None = None,
     on_row: Callable[[ReportRow], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RepairResult:
-    """Scan (and with ``options.apply``, repair) every file column; see the module docstring."""
+    """Scan (and with ``options.apply``, repair) every file column; see the module docstring.
+
+    ``on_wait`` hears, once, that ``--apply`` waits for a restore of the database to finish.
+    """
     started = time.monotonic()
     database = options.database
-    # Uploading what is missing needs to know what is missing.
-    check_remote = options.check_remote or options.upload_missing
+    if not options.verify and (options.check_remote or options.upload_missing or options.resume_from):
+        raise OpsConfigurationError(
+            "--no-verify cannot go with --check-remote, --upload-missing or --resume-from: "
+            "each of them looks files up."
+        )
     columns = discover_columns(options.apps, options.models)
-    result = RepairResult(database, options.apply, check_remote, columns=[c.label for c in columns])
+    result = RepairResult(
+        database,
+        options.apply,
+        options.check_remote or options.upload_missing,
+        columns=[c.label for c in columns],
+    )
+    result.verified = options.verify
     if options.apply and confirm is not None and not confirm(database):
         raise OpsError("Cancelled: nothing was written.")
-    page_size = int(options.page_size or ops_setting("MEDIA_REPAIR_PAGE_SIZE"))
-    batch_size = int(options.batch_size or ops_setting("MEDIA_REPAIR_BATCH_SIZE"))
     by_model: dict[type[models.Model], list[MediaColumn]] = defaultdict(list)
     for column in columns:
         by_model[column.model].append(column)
-
     remote: RemoteExistence | None = None
-    if check_remote and any(
+    if options.verify and any(
         c.context.kind in (StorageKind.CLOUDINARY_STORAGE, StorageKind.CLOUDINARY_FIELD) for c in columns
     ):
-        remote = _check_remote(by_model, options, page_size)
-        result.api_calls = remote.calls
-    existence = _Existence(remote) if check_remote else None
+        remote = _remote_existence(options)
+    verifier = _Verifier(remote)
 
-    undo: UndoLog | None = None
-    report = _Report(options.report_path) if options.report_path else None
-    result.report_file = str(options.report_path) if options.report_path else None
-    seen_examples: Counter[str] = Counter()
-    counts = result.counts
-    examples = options.examples
-    quiet_canonical = report is None
+    def waiting(message: str) -> None:
+        result.waited_for_restore = True
+        if on_wait is not None:
+            on_wait(message)
+
+    lock = (
+        exclusive_writer(
+            connections[database], wait=options.wait, on_wait=waiting, what="normalize_media_urls --apply"
+        )
+        if options.apply
+        else contextlib.nullcontext()
+    )
+    run = _Run(options, result, verifier, on_row)
     try:
-        for model, model_columns in by_model.items():
-            names = [c.column for c in model_columns]
-            pending: dict[int, list[tuple[Any, str, str]]] = defaultdict(list)
-            pending_count = 0
-            for page in stream_rows(model, names, database, page_size):
-                result.rows_scanned += len(page)
-                for row in page:
-                    pk = row[0]
-                    for index, column in enumerate(model_columns):
-                        old = row[index + 1]
-                        category, new, reason = _classify(old, column, existence, options)
-                        counts[category] += 1
-                        if category == EMPTY:
-                            continue
-                        if category == CANONICAL and quiet_canonical and seen_examples[CANONICAL] >= examples:
-                            continue  # the bulk of a scan: counted, nothing else to do
-                        if category == FIXABLE and new is not None and new.startswith("upload:"):
-                            new = _upload(new.removeprefix("upload:"), column) if options.apply else new
-                            result.uploads += 1
-                        report_row = ReportRow(
-                            model._meta.label, pk, column.field_name, old, new or "", category, reason
-                        )
-                        if seen_examples[category] < options.examples:
-                            seen_examples[category] += 1
-                            result.examples[category].append({**asdict(report_row), "pk": _json_pk(pk)})
-                        if report is not None:
-                            report.write(report_row)
-                        if on_row is not None and category != CANONICAL:
-                            on_row(report_row)
-                        if category == FIXABLE and options.apply:
-                            assert new is not None
-                            pending[index].append((pk, old, new))
-                            pending_count += 1
-                if pending_count >= batch_size:
-                    undo = undo or _open_undo(options, result)
-                    _flush(model, model_columns, pending, database, undo, result)
-                    pending, pending_count = defaultdict(list), 0
-            if pending_count:
-                undo = undo or _open_undo(options, result)
-                _flush(model, model_columns, pending, database, undo, result)
+        with lock:
+            run.scan(by_model, remote)
+    except RateLimitReached as error:
+        if result.fixed:
+            where = f" (undo log: {result.undo_log})" if result.undo_log else ""
+            raise error.after_writes(
+                f"The {result.fixed:,} repairs verified before the stop were written{where}."
+            ) from None
+        raise
     finally:
-        result.values_scanned = sum(counts[c] for c in CATEGORIES)
-        if undo is not None:
-            undo.close()
-        if report is not None:
-            report.close()
-    if undo is not None and options.store_undo_log:
-        _store_undo_log(undo.path, database, result)
+        run.close()
+        result.values_scanned = sum(result.counts[c] for c in CATEGORIES)
+        result.api_calls = remote.calls if remote is not None else 0
+        result.looked_up = verifier.looked_up
+    if run.undo is not None and options.store_undo_log:
+        _store_undo_log(run.undo.path, database, result)
+    if remote is not None and remote.state_file is not None and remote.state_file.exists():
+        remote.state_file.unlink()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _remote_existence(options: RepairOptions) -> RemoteExistence:
+    reserve = int(ops_setting("MEDIA_REMOTE_RESERVE_CALLS"))
+    if options.resume_from is not None:
+        return RemoteExistence.resume(options.resume_from, reserve_calls=reserve)
+    state_file = default_undo_dir() / f"normalize_media_urls-{options.database}-remote-check.json"
+    return RemoteExistence(reserve_calls=reserve, state_file=state_file)
+
+
+class _Run:
+    """One scan: pages in, verdicts out (counts, examples, report, batches of writes)."""
+
+    def __init__(
+        self,
+        options: RepairOptions,
+        result: RepairResult,
+        verifier: _Verifier,
+        on_row: Callable[[ReportRow], None] | None,
+    ) -> None:
+        self.options = options
+        self.result = result
+        self.verifier = verifier
+        self.on_row = on_row
+        self.undo: UndoLog | None = None
+        self.report = _Report(options.report_path) if options.report_path else None
+        result.report_file = str(options.report_path) if options.report_path else None
+        self.seen_examples: Counter[str] = Counter()
+        self.page_size = int(options.page_size or ops_setting("MEDIA_REPAIR_PAGE_SIZE"))
+        self.batch_size = int(options.batch_size or ops_setting("MEDIA_REPAIR_BATCH_SIZE"))
+
+    def close(self) -> None:
+        if self.undo is not None:
+            self.undo.close()
+        if self.report is not None:
+            self.report.close()
+
+    def scan(
+        self, by_model: dict[type[models.Model], list[MediaColumn]], remote: RemoteExistence | None
+    ) -> None:
+        start = dict(remote.position) if remote is not None and remote.position else None
+        if start is not None:
+            labels = [model._meta.label for model in by_model]
+            if start.get("model") not in labels:
+                raise OpsConfigurationError(
+                    f"The remote check state names {start.get('model')!r}, which this run does not scan. "
+                    "Run with the same --app/--model options, or without --resume-from."
+                )
+            self.result.resumed_from = f"{start['model']} after pk {start.get('after')}"
+        for model, model_columns in by_model.items():
+            after: Any = None
+            if start is not None:
+                if model._meta.label != start["model"]:
+                    continue  # scanned before the stop
+                after, start = start.get("after"), None
+            self._scan_model(model, model_columns, after, remote)
+
+    def _scan_model(
+        self,
+        model: type[models.Model],
+        model_columns: list[MediaColumn],
+        after: Any,
+        remote: RemoteExistence | None,
+    ) -> None:
+        options, result = self.options, self.result
+        every = [_checks_every_name(c, options) for c in model_columns]
+        pending: dict[int, list[tuple[Any, str, str]]] = defaultdict(list)
+        pending_count = 0
+        label = model._meta.label
+        quiet_canonical = self.report is None
+        counts = result.counts
+        examples = options.examples
+        done = after
+        for page in stream_rows(
+            model, [c.column for c in model_columns], options.database, self.page_size, after
+        ):
+            result.rows_scanned += len(page)
+            items: list[tuple[Any, int, Any, _Pass]] = []
+            wanted: list[set[str]] = [set() for _ in model_columns]
+            for row in page:
+                pk = row[0]
+                for index, column in enumerate(model_columns):
+                    old = row[index + 1]
+                    first = _first_pass(old, column, options, every[index])
+                    if first[3]:
+                        wanted[index].update(first[3])
+                    elif (
+                        first[0] == CANONICAL
+                        and quiet_canonical
+                        and self.seen_examples[CANONICAL] >= examples
+                    ):
+                        counts[CANONICAL] += 1  # the bulk of a scan: counted, nothing else to do
+                        continue
+                    items.append((pk, index, old, first))
+            answers: list[dict[str, bool | None]] = []
+            if any(wanted):
+                if remote is not None:
+                    # A stop here resumes with this page: the pages before are done (and written).
+                    remote.position = {"model": label, "after": _json_pk(done) if done is not None else None}
+                try:
+                    answers = self.verifier.answers(model_columns, wanted)
+                except RateLimitReached:
+                    if pending_count:
+                        self._flush(model, model_columns, pending)
+                    raise
+            for pk, index, old, first in items:
+                column = model_columns[index]
+                names = first[3]
+                if not names:
+                    category, new, reason = first[0], first[1], first[2]
+                elif first[0] == CANONICAL and names[0] == old and answers[index].get(old):
+                    # The bulk of a verifying scan: a canonical name whose file is there.
+                    category, new, reason = CANONICAL, None, first[2]
+                else:
+                    category, new, reason = _decide(first, old, column, answers[index], options)
+                counts[category] += 1
+                if category == EMPTY:
+                    continue
+                if category == CANONICAL and quiet_canonical and self.seen_examples[CANONICAL] >= examples:
+                    continue
+                if category == FIXABLE and new is not None and new.startswith("upload:"):
+                    new = _upload(new.removeprefix("upload:"), column) if options.apply else new
+                    result.uploads += 1
+                row_out = ReportRow(label, pk, column.field_name, old, new or "", category, reason)
+                if self.seen_examples[category] < examples:
+                    self.seen_examples[category] += 1
+                    result.examples[category].append({**asdict(row_out), "pk": _json_pk(pk)})
+                if self.report is not None:
+                    self.report.write(row_out)
+                if self.on_row is not None and category != CANONICAL:
+                    self.on_row(row_out)
+                if category == FIXABLE and options.apply:
+                    assert new is not None
+                    pending[index].append((pk, old, new))
+                    pending_count += 1
+            if remote is not None:
+                remote.forget()
+            done = page[-1][0]
+            if pending_count >= self.batch_size:
+                self._flush(model, model_columns, pending)
+                pending, pending_count = defaultdict(list), 0
+        if pending_count:
+            self._flush(model, model_columns, pending)
+
+    def _flush(
+        self,
+        model: type[models.Model],
+        model_columns: list[MediaColumn],
+        pending: dict[int, list[tuple[Any, str, str]]],
+    ) -> None:
+        self.undo = self.undo or _open_undo(self.options, self.result)
+        _flush(model, model_columns, pending, self.options.database, self.undo, self.result)
 
 
 def _store_undo_log(path: Path, database: str, result: RepairResult) -> None:
@@ -510,84 +868,39 @@ def _flush(
         undo.sync()
 
 
-def _classify(
-    old: str | None, column: MediaColumn, existence: _Existence | None, options: RepairOptions
-) -> tuple[str, str | None, str]:
-    if (
-        existence is None
-        and old is not None
-        and is_plain_canonical(old, column.context)
-        and (column.max_length is None or len(old) <= column.max_length)
-    ):
-        # The bulk of a scan, decided without building a MediaValue (a fifth of a dry run's time).
-        return CANONICAL, None, "storage name"
-    parsed = parse_media_value(old, column.context)
-    category = parsed.category
-    if category is MediaCategory.EMPTY:
-        return EMPTY, None, parsed.reason
-    if category is MediaCategory.EXTERNAL:
-        return EXTERNAL, None, parsed.reason
-    if category is MediaCategory.UNKNOWN:
-        return UNKNOWN, None, parsed.reason
-    name = parsed.canonical_name
-    assert name is not None
-    assert old is not None
-    if column.max_length is not None and len(name) > column.max_length:
-        return UNKNOWN, None, f"canonical name longer than the field's max_length {column.max_length}"
-    if existence is None:
-        return (
-            (CANONICAL, None, parsed.reason)
-            if category is MediaCategory.CANONICAL
-            else (FIXABLE, name, parsed.reason)
-        )
-    found = existence.exists(column, name)
-    if found:
-        return (
-            (CANONICAL, None, parsed.reason)
-            if category is MediaCategory.CANONICAL
-            else (FIXABLE, name, parsed.reason)
-        )
-    if found is None:
-        return BROKEN, None, "existence could not be checked: not rewritten"
-    if options.upload_missing and column.context.kind is StorageKind.CLOUDINARY_STORAGE:
-        original = _local_original(old, column)
-        if original is not None:
-            relative = original.relative_to(Path(str(settings.MEDIA_ROOT)).resolve()).as_posix()
-            return FIXABLE, f"upload:{relative}", "missing in the media storage; uploaded from MEDIA_ROOT"
-    return BROKEN, None, f"{name!r} does not exist in the media storage"
-
-
 def _upload(relative: str, column: MediaColumn) -> str:
+    """Upload a MEDIA_ROOT file into the column's storage; the value to store for it."""
     path = Path(str(settings.MEDIA_ROOT)) / relative
+    if column.context.kind is StorageKind.CLOUDINARY_FIELD:
+        return _upload_for_cloudinary_field(path, relative, column.context)
     with path.open("rb") as handle:
         return str(column.storage.save(relative, File(handle, name=relative)))
 
 
-def _check_remote(
-    by_model: dict[type[models.Model], list[MediaColumn]], options: RepairOptions, page_size: int
-) -> RemoteExistence:
-    """Pass one: every Cloudinary name the scan will need, settled in bulk before anything is written."""
-    reserve = int(ops_setting("MEDIA_REMOTE_RESERVE_CALLS"))
-    state_file = default_undo_dir() / f"normalize_media_urls-{options.database}-remote-check.json"
-    if options.resume_from is not None:
-        remote = RemoteExistence.resume(options.resume_from, reserve_calls=reserve)
-    else:
-        remote = RemoteExistence(reserve_calls=reserve, state_file=state_file)
-    wanted: set[RemoteKey] = set()
-    for model, model_columns in by_model.items():
-        cloud = [(i, c) for i, c in enumerate(model_columns) if c.context.kind is not StorageKind.FILESYSTEM]
-        if not cloud:
-            continue
-        for page in stream_rows(model, [c.column for c in model_columns], options.database, page_size):
-            for row in page:
-                for index, column in cloud:
-                    parsed = parse_media_value(row[index + 1], column.context)
-                    if parsed.canonical_name is not None and column.context.cloud_name:
-                        wanted.update(remote_keys(parsed.canonical_name, column.context))
-    remote.check(wanted)
-    if remote.state_file is not None and remote.state_file.exists() and options.resume_from is None:
-        remote.state_file.unlink()
-    return remote
+def _upload_for_cloudinary_field(path: Path, relative: str, context: MediaContext) -> str:
+    """Through the SDK, as the field would: its value is ``<type>/<delivery>/v<version>/<id>.<format>``."""
+    import cloudinary.exceptions
+    import cloudinary.uploader
+
+    raw = context.resource_type == "raw"
+    # Images and videos keep their extension as the format, not in the public_id (as the field does).
+    public_id = relative if raw or "." not in relative.rsplit("/", 1)[-1] else relative.rsplit(".", 1)[0]
+    try:
+        uploaded = cloudinary.uploader.upload(
+            str(path),
+            public_id=public_id,
+            resource_type=context.resource_type,
+            type=context.delivery_type,
+            overwrite=False,
+        )
+    except cloudinary.exceptions.Error as error:
+        raise OpsError(
+            f"Uploading {relative} to Cloudinary failed ({type(error).__name__}: {redact(str(error))}). "
+            "Check the credentials and the service status, then run the command again."
+        ) from None
+    value = f"{uploaded['resource_type']}/{uploaded['type']}/v{uploaded['version']}/{uploaded['public_id']}"
+    fmt = uploaded.get("format")
+    return value + (f".{fmt}" if fmt and not raw else "")
 
 
 # --- undo -----------------------------------------------------------------------------------------
@@ -631,10 +944,13 @@ def undo_media_repair(
     apply: bool = False,
     batch_size: int | None = None,
     confirm: Callable[[str], bool] | None = None,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
 ) -> UndoResult:
     """Put back the old values of an undo log where the current value is still the one written.
 
     ``log``: the local file's path, or the key the log was stored under in the backup repository.
+    With ``apply`` it holds the restore's lock like a repair does (``wait``, ``on_wait``).
     """
     started = time.monotonic()
     result = UndoResult(database, apply)
@@ -642,7 +958,6 @@ def undo_media_repair(
     if apply and confirm is not None and not confirm(database):
         raise OpsError("Cancelled: nothing was written.")
     batch: dict[tuple[str, str], list[tuple[Any, str, str]]] = defaultdict(list)
-    count = 0
 
     def flush() -> None:
         with transaction.atomic(using=database):
@@ -656,8 +971,30 @@ def undo_media_repair(
                 result.restored += len(restored)
                 result.skipped += len(changes) - len(restored)
 
+    lock = (
+        exclusive_writer(
+            connections[database], wait=wait, on_wait=on_wait, what="normalize_media_urls --undo"
+        )
+        if apply
+        else contextlib.nullcontext()
+    )
+    with lock:
+        _undo_entries(str(log), database, size, batch, flush, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _undo_entries(
+    log: str,
+    database: str,
+    size: int,
+    batch: dict[tuple[str, str], list[tuple[Any, str, str]]],
+    flush: Callable[[], None],
+    result: UndoResult,
+) -> None:
+    count = 0
     installed: set[tuple[str, str]] = set()
-    for entry in _read_undo_log(str(log), database):
+    for entry in _read_undo_log(log, database):
         result.entries += 1
         try:
             if (entry["model"], entry["field"]) not in installed:
@@ -673,11 +1010,10 @@ def undo_media_repair(
         count += 1
         if count >= size:
             flush()
-            batch, count = defaultdict(list), 0
+            batch.clear()
+            count = 0
     if count:
         flush()
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def _still_current(

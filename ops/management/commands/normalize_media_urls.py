@@ -1,20 +1,10 @@
-import json
 from pathlib import Path
 
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
-from ops.media.repair import CATEGORIES, RepairOptions, UndoResult, repair_media, undo_media_repair
-
-LABELS = {
-    "canonical": "canonical",
-    "fixable": "would fix",
-    "broken": "broken",
-    "external": "external",
-    "unknown": "unknown",
-}
+from ops.media.normalize import NormalizeRequest, normalize_media_urls, row_line
 
 
 class Command(OpsCommand):
@@ -37,16 +27,29 @@ class Command(OpsCommand):
         mode.add_argument("--dry-run", action="store_true", help="Only report (the default).")
         mode.add_argument("--apply", action="store_true", help="Write the repairs, with an undo log.")
         parser.add_argument(
+            "--no-verify",
+            action="store_false",
+            dest="verify",
+            help="Repair by shape alone, without looking the new names up in the media storage "
+            "(no Admin API calls; a repair may point at no file).",
+        )
+        parser.add_argument(
             "--check-remote",
             action="store_true",
-            help="Check every name exists in the media storage (bulk Admin API calls); never rewrite "
-            "into a missing one.",
+            help="Also look up names already canonical on Cloudinary (bulk Admin API calls) and report "
+            "missing ones as broken. Local disk is always checked.",
         )
         parser.add_argument(
             "--upload-missing",
             action="store_true",
             help="Upload files missing from Cloudinary but still in MEDIA_ROOT, and store their names "
-            "(implies --check-remote).",
+            "(implies --check-remote; django-cloudinary-storage fields and CloudinaryField columns).",
+        )
+        parser.add_argument(
+            "--no-wait",
+            action="store_false",
+            dest="wait",
+            help="With --apply: refuse at once, instead of waiting, while a restore of the database runs.",
         )
         parser.add_argument(
             "--resume-from",
@@ -83,95 +86,31 @@ class Command(OpsCommand):
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
-        confirm = self.confirm if options["interactive"] else None
         try:
-            if options["undo"] is not None:
-                if (
-                    options["apps"]
-                    or options["models"]
-                    or options["check_remote"]
-                    or options["upload_missing"]
-                ):
-                    raise CommandError("--undo takes only --apply, --database and --no-input.", returncode=2)
-                undone = undo_media_repair(
-                    options["undo"], options["database"], apply=options["apply"], confirm=confirm
-                )
-                self.print_undo(undone, options)
-                return
-            result = repair_media(
-                RepairOptions(
+            outcome = normalize_media_urls(
+                NormalizeRequest(
                     database=options["database"],
                     apps=tuple(options["apps"]),
                     models=tuple(options["models"]),
                     apply=options["apply"],
+                    verify=options["verify"],
                     check_remote=options["check_remote"],
                     upload_missing=options["upload_missing"],
                     report_path=options["report"],
                     resume_from=options["resume_from"],
+                    undo=options["undo"],
+                    wait=options["wait"],
                 ),
-                confirm=confirm,
+                confirm=self.confirm if options["interactive"] else None,
                 on_row=self.print_row if verbosity >= 2 and options["format"] == "text" else None,
+                on_wait=lambda message: self.stderr.write(self.style.WARNING(message)),
             )
         except OpsError as error:
             raise as_command_error(error) from None
-        for warning in result.warnings:
+        for warning in outcome.warnings():
             self.stderr.write(self.style.WARNING(warning))
-        if options["format"] == "json":
-            self.stdout.write(json.dumps(result.as_dict(), indent=2, default=str))
-            return
-        if verbosity < 1:
-            return
-        counts = result.counts
-        labels = dict(LABELS, fixable="fixed" if result.applied else "would fix")
-        summary = ", ".join(f"{counts[c]:,} {labels[c]}" for c in CATEGORIES)
-        calls = f"; {result.api_calls} Admin API calls" if result.checked_remote else ""
-        head = "Repaired" if result.applied else "Dry run"
-        self.stdout.write(
-            f"{head} on {result.database}: {result.values_scanned:,} media values in "
-            f"{len(result.columns)} fields: {summary} ({counts['empty']:,} empty skipped{calls}) "
-            f"in {result.seconds:.1f} s."
-        )
-        for category in CATEGORIES[1:]:
-            for example in result.examples[category] if verbosity == 1 else []:
-                self.stdout.write(f"  e.g. {labels[category]}: {self.describe(example)}")
-        if result.applied:
-            line = f"Fixed {result.fixed:,}"
-            if result.changed_concurrently:
-                line += (
-                    f"; {result.changed_concurrently:,} changed by someone else meanwhile, left as they are"
-                )
-            if result.uploads:
-                line += f"; {result.uploads:,} uploaded from MEDIA_ROOT"
-            if result.undo_log_stored_in:
-                line += f". Undo log: {result.undo_log} in the {result.undo_log_stored_in}."
-            else:
-                line += f". Undo log: {result.undo_log}." if result.undo_log else "."
-            self.stdout.write(self.style.SUCCESS(line))
-        elif counts["fixable"]:
-            self.stdout.write("Nothing was written. Run with --apply to repair.")
-        if result.report_file:
-            self.stdout.write(f"Every value: {result.report_file}")
-        return
-
-    @staticmethod
-    def describe(row: dict) -> str:
-        new = f" -> {row['new']}" if row["new"] else ""
-        return f"{row['model']}.{row['field']} pk={row['pk']}: {row['old']!r}{new} ({row['reason']})"
+        for style, line in outcome.lines(verbosity, options["format"]):
+            self.stdout.write(self.style.SUCCESS(line) if style == "success" else line)
 
     def print_row(self, row):
-        new = f" -> {row.new}" if row.new else ""
-        self.stdout.write(
-            f"{row.category}: {row.model}.{row.field} pk={row.pk}: {row.old!r}{new} ({row.reason})"
-        )
-
-    def print_undo(self, result: UndoResult, options: dict) -> None:
-        if options["format"] == "json":
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
-        elif options["verbosity"] >= 1:
-            verb = "Restored" if result.applied else "Would restore"
-            self.stdout.write(
-                f"{verb} {result.restored:,} of {result.entries:,} values in {result.database}; "
-                f"{result.skipped:,} changed since the repair, left as they are."
-            )
-            if not result.applied and result.restored:
-                self.stdout.write("Nothing was written. Run with --apply to restore.")
+        self.stdout.write(row_line(row))
