@@ -25,7 +25,12 @@ from pathlib import Path
 
 import zstandard
 
-from ops.repository.encryption import AGE_MAGIC, decrypt_bytes, encrypt_bytes, encryption_keys_from_environment
+from ops.repository.encryption import (
+    AGE_MAGIC,
+    decrypt_bytes,
+    encrypt_bytes,
+    encryption_keys_from_environment,
+)
 from ops.errors import OpsConfigurationError, OpsError
 from ops.repository.stores import ObjectNotFound, ObjectStore, check_key
 from ops.repository.backups import UNDO_PREFIX, BackupRepository, PartInfo, configured_repository, fetch_part

@@ -2,8 +2,8 @@
 
 A project's virtualenv holds its pinned requirements (``requirements-<project>.txt``) plus the
 database driver under test, and is cached by the hash of what went into it (under
-``$OPS_REALWORLD_CACHE``, default ``.realworld/`` at the repository's root), so only the first run
-pays for the install. ``ops`` is importable there from a folder that holds nothing but a link to
+``$OPS_REALWORLD_CACHE``, default ``~/.cache/ops-realworld``), so only the first run pays for the
+install. ``ops`` is importable there from a folder that holds nothing but a link to
 this repository's ``ops/`` (not ``api/`` nor the project's settings): the project sees the toolkit
 as a user who installed it would, and nothing else of ours.
 
@@ -35,7 +35,9 @@ def driver() -> str:
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("OPS_REALWORLD_CACHE") or REPOSITORY / ".realworld")
+    # Outside the clone: CI starts from a fresh clone each time, on a machine that keeps ~/.cache.
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ops-realworld"
+    path = Path(os.environ.get("OPS_REALWORLD_CACHE") or default)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

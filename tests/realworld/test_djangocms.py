@@ -40,12 +40,16 @@ def _restore(project: Project, url: str, archive: Any, **extra: str) -> dict[str
     return restore_json(result.stdout)
 
 
-def test_djangocms__restore_into_empty_database(project, source, new_database):
+@pytest.fixture(scope="module")
+def restored(project: Project, source: dict[str, Any], new_database: Callable[..., str]) -> dict[str, Any]:
     target = new_database()
-    summary = _restore(project, target, source["archive"])
-    assert summary["restored"] is True
-    assert summary["jobs"] == 2
-    assert_same_site(project.script(target, "site_state", "sql", *source["urls"]), source["state"])
+    return {"url": target, "summary": _restore(project, target, source["archive"])}
+
+
+def test_djangocms__restore_into_empty_database(project, source, restored):
+    assert restored["summary"]["restored"] is True
+    assert restored["summary"]["jobs"] == 2
+    assert_same_site(project.script(restored["url"], "site_state", "sql", *source["urls"]), source["state"])
 
 
 def test_djangocms__restore_over_changed_data(project, source, new_database):
@@ -56,9 +60,8 @@ def test_djangocms__restore_over_changed_data(project, source, new_database):
     assert_same_site(project.script(target, "site_state", "sql", *source["urls"]), source["state"])
 
 
-def test_djangocms__new_rows_get_fresh_keys(project, source, new_database):
-    target = new_database()
-    _restore(project, target, source["archive"])
+def test_djangocms__new_rows_get_fresh_keys(project, source, restored, new_database):
+    target = new_database(copy_of=restored["url"])
     created = project.script(target, "djangocms_new_rows")
     for label, key in created.items():
         assert key > source["state"]["max_keys"][label], label

@@ -42,13 +42,18 @@ def _restore(project: Project, url: str, archive: Path) -> dict[str, Any]:
     return restore_json(result.stdout)
 
 
-def test_wagtail__restore_into_empty_database(project, source, new_database):
+@pytest.fixture(scope="module")
+def restored(project: Project, source: dict[str, Any], new_database: Callable[..., str]) -> dict[str, Any]:
+    """The backup restored into an empty database (no tables at all)."""
     target = new_database()
-    summary = _restore(project, target, source["archive"])
-    assert summary["restored"] is True
+    return {"url": target, "summary": _restore(project, target, source["archive"])}
+
+
+def test_wagtail__restore_into_empty_database(project, source, restored):
+    assert restored["summary"]["restored"] is True
     # Built in the private schema on 2 connections: the data migrations ran there, not elsewhere.
-    assert summary["jobs"] == 2
-    assert_same_site(project.script(target, "site_state", "sql", *source["urls"]), source["state"])
+    assert restored["summary"]["jobs"] == 2
+    assert_same_site(project.script(restored["url"], "site_state", "sql", *source["urls"]), source["state"])
 
 
 def test_wagtail__restore_over_changed_data(project, source, new_database):
@@ -82,9 +87,8 @@ def test_wagtail__private_schema_build_leaves_live_database_alone(project, sourc
     assert after["sequences"] == before["sequences"]
 
 
-def test_wagtail__new_rows_get_fresh_keys(project, source, new_database):
-    target = new_database()
-    _restore(project, target, source["archive"])
+def test_wagtail__new_rows_get_fresh_keys(project, source, restored, new_database):
+    target = new_database(copy_of=restored["url"])
     created = project.script(target, "wagtail_new_rows")
     for label, key in created.items():
         assert key > source["state"]["max_keys"][label], label
@@ -132,6 +136,7 @@ def test_wagtail__sqlite_to_postgresql_leaves_out_only_the_search_index(project,
     # The search page needs the index rebuilt; every other page is the same.
     pages = {url: page for url, page in source["pages"].items() if not url.startswith("/search/")}
     assert {url: restored["pages"][url] for url in pages} == pages
+    # Rebuilt as the warning says, the index covers what the source's did (ranking is each engine's).
     project.manage(target, "update_index", "-v0")
-    searched = project.script(target, "site_state", "orm", "/search/?query=post")["pages"]
-    assert searched == {url: page for url, page in source["pages"].items() if url.startswith("/search/")}
+    rebuilt = project.script(target, "site_state", "orm")["tables"]["wagtailsearch_indexentry"]
+    assert rebuilt[0] == source["tables"]["wagtailsearch_indexentry"][0] > 0
