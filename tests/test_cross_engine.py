@@ -500,3 +500,19 @@ def test_cross_engine__a_key_is_a_relation_by_its_class_whatever_its_recorded_na
 
     assert plan is not None
     assert plan.skipped == frozenset()
+
+
+def test_cross_engine__a_table_only_the_other_engine_has_is_named_before_anything_is_written(
+    scratch: ScratchDatabases,
+) -> None:
+    target = connections[scratch.sqlite()]
+    fts = TableEntry(
+        "fidelity_search_fts", (Column("rowid", "OneToOneField"),), 1, 0, "", "fidelity.SearchFTS"
+    )
+
+    with pytest.raises(UnsupportedColumns) as raised:
+        plan_conversion(_manifest("postgresql", fts), target)
+
+    message = str(raised.value)
+    assert "fidelity_search_fts (a table this code's migrations do not create on SQLite)" in message
+    assert "`backup --exclude fidelity.SearchFTS`" in message

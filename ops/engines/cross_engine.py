@@ -380,6 +380,7 @@ def plan_conversion(manifest: Manifest, connection: BaseDatabaseWrapper) -> Conv
     fields = _historical_fields(connection, manifest)
     zone = _database_zone(connection if target == "sqlite" else None)
     skip = _skip_setting()
+    tables_here = {table for table, _ in fields}
     problems: dict[str, list[str]] = {}
     left_out: list[LeftOut] = []
     plan: dict[str, tuple[tuple[int, ValueConverter], ...]] = {}
@@ -387,6 +388,13 @@ def plan_conversion(manifest: Manifest, connection: BaseDatabaseWrapper) -> Conv
         label = entry.model or entry.name
         if label.lower() in skip:
             left_out.append(LeftOut(entry.name, label, skip[label.lower()]))
+            continue
+        if entry.name not in tables_here:
+            # A model only one engine's migrations create (Wagtail's SQLite FTS table): caught here,
+            # before anything is written, rather than by the load finding no table.
+            problems.setdefault(label, []).append(
+                f"{entry.name} (a table this code's migrations do not create on {ENGINES[target]})"
+            )
             continue
         converters = []
         for index, column in enumerate(entry.columns):
