@@ -1,7 +1,7 @@
 """Time `restore` of a real Wagtail site against `pg_restore -j 2`, Django start-up included.
 
 The site of tests/realworld (``wagtail start`` + the tutorial's blog, filled through Wagtail's APIs:
-~280 migrations, ~60 tables) in its own virtualenv (built and cached as the suite does). On a
+195 migrations, 62 tables) in its own virtualenv (built and cached as the suite does). On a
 throwaway PostgreSQL cluster (or TEST_DATABASE_URL's server):
 
 - ours: ``manage.py restore FILE --no-input`` as a whole process into an empty database, with
