@@ -1,7 +1,7 @@
 """A Wagtail site made by ``wagtail start``, backed up and restored by ``ops`` like a user would.
 
 Built from the registry's packages (tests/realworld/requirements-wagtail.txt), in a virtualenv of
-its own, with Wagtail's own APIs filling it (scripts/wagtail_populate.py): 280-odd migrations with
+its own, with Wagtail's own APIs filling it (scripts/wagtail_populate.py): 195 migrations with
 data migrations, a page tree, StreamField, modelcluster's ParentalKey, images and renditions.
 """
 
