@@ -80,6 +80,14 @@ def sequences():
         return dict(cursor.fetchall())
 
 
+def content_types():
+    if not apps.is_installed("django.contrib.contenttypes"):
+        return []
+    from django.contrib.contenttypes.models import ContentType
+
+    return sorted(f"{app}.{model}" for app, model in ContentType.objects.values_list("app_label", "model"))
+
+
 def pages(urls):
     client = Client()
     rendered = {}
@@ -106,6 +114,7 @@ def main():
         "migrations": migrations,
         "max_keys": max_keys(),
         "sequences": sequences(),
+        "content_types": content_types(),
         "pages": rendered,
     }
     print(json.dumps(state))
