@@ -355,7 +355,7 @@ def run_restore(
     return RestoreResult(
         name=archive.name,
         database=label,
-        tables=len(manifest.tables),
+        tables=len(manifest.tables) - len(skip),
         rows=rows,
         seconds=time.monotonic() - started,
         restored=True,
