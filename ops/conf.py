@@ -33,6 +33,16 @@ DEFAULTS: dict[str, Any] = {
     # Connections that load a PostgreSQL restore side by side (ops/engines/pg_parallel.py); 1: one
     # transaction on one connection. More than the database server's CPUs gains nothing.
     "RESTORE_JOBS": 2,
+    # Restores across engines (SQLite <-> PostgreSQL) leave these models' tables out, and say how to
+    # rebuild them afterwards (label -> command): rows derived from other tables in a form only
+    # one engine has (search indexes: tsvector columns on PostgreSQL, FTS5 virtual tables on SQLite).
+    # Same-engine restores keep them. A project adds its own.
+    "CROSS_ENGINE_SKIP": {
+        "wagtailsearch.IndexEntry": "python manage.py update_index",
+        "wagtailsearch.SQLiteFTSIndexEntry": "python manage.py update_index",
+        "modelsearch.IndexEntry": "python manage.py rebuild_modelsearch_index",
+        "modelsearch.SQLiteFTSIndexEntry": "python manage.py rebuild_modelsearch_index",
+    },
     # Models whose rows `migrate` creates by itself: a database holding only these is empty
     # (`restore --if-empty`, and backups that do not take a retention slot). "app_label.*" allowed.
     "NOT_USER_DATA_MODELS": ["contenttypes.ContentType", "auth.Permission", "sessions.Session", "ops.*"],

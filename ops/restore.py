@@ -334,6 +334,7 @@ def _restore_postgres(
     if_empty: bool,
     progress: ProgressCallback,
     convert: TableConverter | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[bool, str | None, int, int]:
     """Returns whether it restored, the safety backup's name, the rows, and the connections loading."""
     connection = connections[database]
@@ -366,10 +367,10 @@ def _restore_postgres(
                 pg_parallel.swap_in(connection, shadow)
                 return True, safety, rows, jobs
             migrate_to_recorded(connection, manifest.migrations)
-            tables = [entry.name for entry in manifest.tables]
+            tables = [entry.name for entry in manifest.tables if entry.name not in skip]
             pg_load.check_tables_present(connection, tables)
             deferred = pg_load.drop_indexes_and_constraints(connection, tables)
-            rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert)
+            rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert, skip)
             pg_load.recreate(connection, deferred, progress)
             pg_load.reset_sequences(connection, database, manifest)
     return True, safety, rows, jobs
@@ -453,6 +454,7 @@ def run_restore(
         # Across engines (SQLite <-> PostgreSQL): refuses unsupported column types before any write.
         conversion = plan_conversion(manifest, connection)
         convert = conversion.convert if conversion is not None else None
+        skip = conversion.skipped if conversion is not None else frozenset()
         label = _describe(connection)
         try:
             has_data = holds_user_data(database)
@@ -488,7 +490,7 @@ def run_restore(
                     )
                 else:
                     restored, safety, rows, jobs = _restore_postgres(
-                        database, archive, if_empty=if_empty, progress=progress, convert=convert
+                        database, archive, if_empty=if_empty, progress=progress, convert=convert, skip=skip
                     )
                 if not restored:
                     return RestoreResult(
@@ -504,7 +506,7 @@ def run_restore(
                 # The file lock normalize_media_urls --apply takes too: one writer of the whole file.
                 with sqlite_restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT"))):
                     safety = _safety_backup(database, in_transaction=False) if has_data else None
-                    rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
+                    rows = restore_sqlite(connection, archive.file, manifest, progress, convert, skip)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
@@ -527,7 +529,7 @@ def run_restore(
     return RestoreResult(
         name=archive.name,
         database=label,
-        tables=len(manifest.tables),
+        tables=len(manifest.tables) - len(skip),
         rows=rows,
         seconds=time.monotonic() - started,
         restored=True,
@@ -535,4 +537,7 @@ def run_restore(
         migrated_forward=migrated,
         jobs=jobs,
         partial=scope,
+        # Restored, with tables left out (a cross-engine restore's search indexes): said, not failed.
+        message=conversion.warning() if conversion is not None else "",
+        warning=bool(conversion is not None and conversion.left_out),
     )

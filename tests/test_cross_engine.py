@@ -19,9 +19,10 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.db import connections, models, transaction
+from django.db.migrations.loader import MigrationLoader
 from django.test import Client
 
-from ops.archive.format import Column, TableEntry
+from ops.archive.format import Column, Manifest, TableEntry
 from ops.backup import run_backup
 from ops.engines.cross_engine import (
     ConvertedTable,
@@ -32,6 +33,7 @@ from ops.engines.cross_engine import (
     _microseconds_to_interval,
     _real_to_numeric,
     _time_to_sqlite,
+    plan_conversion,
 )
 from ops.errors import OpsError
 from ops.restore import run_restore
@@ -424,3 +426,93 @@ def test_json__any_value_in_copy_text_becomes_what_django_writes_on_sqlite(value
     as_postgresql_prints_it = encode_value(json.dumps(value, ensure_ascii=False))
 
     assert decode_field(_json_to_sqlite(as_postgresql_prints_it)) == json.dumps(value)
+
+
+def _manifest(vendor: str, *tables: TableEntry) -> Manifest:
+    """A manifest recording every migration this code has, holding ``tables``."""
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    migrations: dict[str, list[str]] = {}
+    for app, name in graph.leaf_nodes():
+        migrations.setdefault(app, []).append(name)
+    return Manifest(
+        created_at=dt.datetime.now(dt.UTC),
+        vendor=vendor,
+        server_version="0",
+        django_version="5.2",
+        migrations=migrations,
+        holds_data=True,
+        tables=tables,
+    )
+
+
+def _everything(kind_of_integer: str) -> TableEntry:
+    columns = (Column("id", "BigAutoField"), Column("integer", kind_of_integer), Column("text", "TextField"))
+    return TableEntry("fidelity_everything", columns, 1, 0, "", "fidelity.Everything")
+
+
+def test_cross_engine__a_column_of_another_type_here_is_named_with_its_model_and_the_option(
+    scratch: ScratchDatabases,
+) -> None:
+    target = connections[scratch.sqlite()]
+
+    with pytest.raises(UnsupportedColumns) as raised:
+        plan_conversion(_manifest("postgresql", _everything("SearchVectorField")), target)
+
+    message = str(raised.value)
+    assert (
+        "fidelity_everything.integer (SearchVectorField in the backup, IntegerField in SQLite here)"
+        in message
+    )
+    assert "of model fidelity.Everything" in message
+    assert "`backup --exclude fidelity.Everything`" in message
+    assert 'OPS["CROSS_ENGINE_SKIP"]["fidelity.Everything"]' in message
+    assert "Nothing was changed" in message
+
+
+def test_cross_engine__derived_tables_are_left_out_and_named_with_how_to_rebuild_them(
+    scratch: ScratchDatabases, settings: Any
+) -> None:
+    settings.OPS = {"CROSS_ENGINE_SKIP": {"fidelity.Everything": "python manage.py rebuild_everything"}}
+    target = connections[scratch.sqlite()]
+    tag = TableEntry(
+        "fidelity_tag", (Column("id", "BigAutoField"), Column("name", "CharField")), 1, 0, "", "fidelity.Tag"
+    )
+
+    plan = plan_conversion(_manifest("postgresql", _everything("SearchVectorField"), tag), target)
+
+    assert plan is not None
+    assert plan.skipped == {"fidelity_everything"}
+    assert plan.warning() == (
+        "Left out of this PostgreSQL -> SQLite restore, as they are built in a form only one engine has: "
+        "fidelity_everything (fidelity.Everything: rebuild it with `python manage.py rebuild_everything`)."
+    )
+
+
+def test_cross_engine__a_key_is_a_relation_by_its_class_whatever_its_recorded_name(
+    scratch: ScratchDatabases,
+) -> None:
+    """modelcluster's ParentalKey subclasses ForeignKey: the field's class decides, not a name."""
+    target = connections[scratch.sqlite()]
+    columns = (Column("id", "BigAutoField"), Column("name", "CharField"), Column("parent_id", "ParentalKey"))
+    entry = TableEntry("fidelity_node", columns, 1, 0, "", "fidelity.Node")
+
+    plan = plan_conversion(_manifest("postgresql", entry), target)
+
+    assert plan is not None
+    assert plan.skipped == frozenset()
+
+
+def test_cross_engine__a_table_only_the_other_engine_has_is_named_before_anything_is_written(
+    scratch: ScratchDatabases,
+) -> None:
+    target = connections[scratch.sqlite()]
+    fts = TableEntry(
+        "fidelity_search_fts", (Column("rowid", "OneToOneField"),), 1, 0, "", "fidelity.SearchFTS"
+    )
+
+    with pytest.raises(UnsupportedColumns) as raised:
+        plan_conversion(_manifest("postgresql", fts), target)
+
+    message = str(raised.value)
+    assert "fidelity_search_fts (a table this code's migrations do not create on SQLite)" in message
+    assert "`backup --exclude fidelity.SearchFTS`" in message

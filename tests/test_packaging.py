@@ -21,9 +21,12 @@ README = ROOT / "README.md"
 
 
 def render_default(value: Any) -> str:
-    """A default as the README's table writes it: each list item, or the value, as a Python literal."""
+    """A default as the README's table writes it: each list item or dict entry, or the value, as a
+    Python literal."""
     if isinstance(value, list):
         return ", ".join(f"`{item!r}`" for item in value)
+    if isinstance(value, dict):
+        return "; ".join(f"`{key!r}`: `{item!r}`" for key, item in value.items())
     return f"`{value!r}`"
 
 

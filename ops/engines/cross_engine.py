@@ -22,9 +22,16 @@ FloatField          REAL (no NaN: NULL; no -0.0)        ``Infinity``, ``NaN``, `
 
 Everything else both engines support (integers, text, dates, binary as ``\\x`` hex, IP addresses)
 is spelled the same in both and passes through untouched; foreign keys take the type of the key
-they point to, read from the migration state the backup recorded. A type outside this list
-(ArrayField, HStoreField, ranges, a custom ``db_type``), or a column no model field describes, is
-refused by ``plan_conversion`` before anything is written.
+they point to, read from the migration state the backup recorded (a relation is any
+``ForeignKey``, subclasses such as modelcluster's ``ParentalKey`` included). A type outside this
+list (ArrayField, HStoreField, ranges, a custom ``db_type``), a column no model field describes, or
+one whose field here is of another type than the backup's (a search column: text on SQLite,
+``tsvector`` on PostgreSQL) is refused by ``plan_conversion`` before anything is written, each named
+with its model and the option that leaves the model out.
+
+Tables that hold only what can be rebuilt from the others in an engine's own form (search indexes,
+SQLite FTS virtual tables: ``OPS["CROSS_ENGINE_SKIP"]``) are left out and named, with the command
+that rebuilds them.
 
 Same-engine restores never come here: the loaders get the archive's stream untouched.
 """
@@ -46,6 +53,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive.copy_text import NULL, decode_field
 from ops.archive.format import Manifest, TableEntry
+from ops.conf import ops_setting
 from ops.engines.migration_state import recorded_state
 from ops.errors import OpsError
 
@@ -74,7 +82,6 @@ _SAME_SPELLING = frozenset(
         "DateField",
     }
 )
-_RELATIONS = frozenset({"ForeignKey", "OneToOneField"})
 
 ValueConverter = Callable[[str], str]
 # A string: django.db.models.Field is generic only to the type checker (django-stubs).
@@ -288,12 +295,38 @@ def _key_type(field: AnyField) -> AnyField:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A table a cross-engine restore does not load, and how to rebuild it afterwards."""
+
+    table: str
+    model: str
+    rebuild: str
+
+    def __str__(self) -> str:
+        return f"{self.table} ({self.model}: rebuild it with `{self.rebuild}`)"
+
+
+@dataclass(frozen=True)
 class ConversionPlan:
-    """Per table, which columns (by position) get which value converter."""
+    """Per table, which columns (by position) get which value converter; the tables left out."""
 
     source: str
     target: str
     columns: dict[str, tuple[tuple[int, ValueConverter], ...]]
+    left_out: tuple[LeftOut, ...] = ()
+
+    @property
+    def skipped(self) -> frozenset[str]:
+        return frozenset(item.table for item in self.left_out)
+
+    def warning(self) -> str:
+        """What the restore says about the tables it left out ("" if none)."""
+        if not self.left_out:
+            return ""
+        return (
+            f"Left out of this {ENGINES[self.source]} -> {ENGINES[self.target]} restore, as they are "
+            f"built in a form only one engine has: {', '.join(map(str, self.left_out))}."
+        )
 
     def convert(self, entry: TableEntry, data: TableStream) -> TableStream:
         converters = self.columns.get(entry.name, ())
@@ -302,11 +335,39 @@ class ConversionPlan:
         return ConvertedTable(data, entry, converters, self.target)
 
 
+_INTEGERS = frozenset(
+    {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField"}
+    | {"PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}
+)
+_TEXTS = frozenset({"CharField", "TextField", "SlugField", "FileField", "FilePathField"})
+
+
+def _loads_as(recorded: str, here: str) -> bool:
+    """Whether a column the backup recorded as ``recorded`` loads into a field ``here`` as it is.
+
+    Integers into integers and text into text (an auto-created key that is an AutoField in one
+    project's state and a BigAutoField in the other's); anything else only into its own type.
+    """
+    return recorded == here or any(recorded in family and here in family for family in (_INTEGERS, _TEXTS))
+
+
+def _skip_setting() -> dict[str, str]:
+    return {str(label).lower(): str(rebuild) for label, rebuild in ops_setting("CROSS_ENGINE_SKIP").items()}
+
+
+def _option(label: str) -> str:
+    return (
+        f"leave it out with `backup --exclude {label}` when backing up, or at restore with "
+        f'OPS["CROSS_ENGINE_SKIP"]["{label}"] = "<the command that rebuilds it>"'
+    )
+
+
 def plan_conversion(manifest: Manifest, connection: BaseDatabaseWrapper) -> ConversionPlan | None:
     """How to load ``manifest``'s tables into ``connection``: None when the engines match.
 
-    Raises UnsupportedColumns, naming every table.column and its type, when any column cannot be
-    carried across; nothing has been written at that point.
+    Raises UnsupportedColumns, naming every table.column, its type, its model and the option that
+    leaves the model out, when any column cannot be carried across; nothing has been written at
+    that point.
     """
     source, target = manifest.vendor, connection.vendor
     if source == target:
@@ -318,24 +379,45 @@ def plan_conversion(manifest: Manifest, connection: BaseDatabaseWrapper) -> Conv
         )
     fields = _historical_fields(connection, manifest)
     zone = _database_zone(connection if target == "sqlite" else None)
-    problems: list[str] = []
+    skip = _skip_setting()
+    tables_here = {table for table, _ in fields}
+    problems: dict[str, list[str]] = {}
+    left_out: list[LeftOut] = []
     plan: dict[str, tuple[tuple[int, ValueConverter], ...]] = {}
     for entry in manifest.tables:
+        label = entry.model or entry.name
+        if label.lower() in skip:
+            left_out.append(LeftOut(entry.name, label, skip[label.lower()]))
+            continue
+        if entry.name not in tables_here:
+            # A model only one engine's migrations create (Wagtail's SQLite FTS table): caught here,
+            # before anything is written, rather than by the load finding no table.
+            problems.setdefault(label, []).append(
+                f"{entry.name} (a table this code's migrations do not create on {ENGINES[target]})"
+            )
+            continue
         converters = []
         for index, column in enumerate(entry.columns):
             kind = column.type
             field = fields.get((entry.name, column.name))
-            if kind in _RELATIONS:
-                if field is None:
-                    problems.append(f"{entry.name}.{column.name} ({kind} to a key this code cannot find)")
-                    continue
+            where = f"{entry.name}.{column.name}"
+            if isinstance(field, models.ForeignKey):
+                # By class, not name: subclasses (ParentalKey...) hold the key they point to too.
                 field = _key_type(field)
                 kind = field.get_internal_type()
+            elif field is not None and kind is not None and not _loads_as(kind, field.get_internal_type()):
+                problems.setdefault(label, []).append(
+                    f"{where} ({kind} in the backup, {field.get_internal_type()} in {ENGINES[target]} here)"
+                )
+                continue
+            elif kind in {"ForeignKey", "OneToOneField"} and field is None:
+                problems.setdefault(label, []).append(f"{where} ({kind} to a key this code cannot find)")
+                continue
             if kind is None:
-                problems.append(f"{entry.name}.{column.name} (no model field: its type is unknown)")
+                problems.setdefault(label, []).append(f"{where} (no model field: its type is unknown)")
                 continue
             if kind not in SUPPORTED_TYPES:
-                problems.append(f"{entry.name}.{column.name} ({kind})")
+                problems.setdefault(label, []).append(f"{where} ({kind})")
                 continue
             converter = (
                 _to_postgresql(kind, field) if target == "postgresql" else _to_sqlite(kind, field, zone)
@@ -345,13 +427,18 @@ def plan_conversion(manifest: Manifest, connection: BaseDatabaseWrapper) -> Conv
         if converters:
             plan[entry.name] = tuple(converters)
     if problems:
-        shown = ", ".join(problems[:20]) + (f" and {len(problems) - 20} more" if len(problems) > 20 else "")
+        described = [
+            f"{', '.join(columns)} of model {label}: {_option(label)}" for label, columns in problems.items()
+        ]
+        shown = "; ".join(described[:10]) + (
+            f"; and {len(described) - 10} more models" if len(described) > 10 else ""
+        )
         raise UnsupportedColumns(
             f"This {ENGINES[source]} backup cannot be restored into {ENGINES[target]}: it holds columns "
             f"of types {ENGINES[target]} does not support: {shown}. Nothing was changed. Restore it into "
-            f"a {ENGINES[source]} database, or take the backup without those models (backup --exclude)."
+            f"a {ENGINES[source]} database, or leave those models out."
         )
-    return ConversionPlan(source, target, plan)
+    return ConversionPlan(source, target, plan, tuple(left_out))
 
 
 class ConvertedTable:

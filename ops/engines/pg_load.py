@@ -260,15 +260,17 @@ def copy_tables(
     manifest: Manifest,
     progress: ProgressCallback,
     convert: TableConverter | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> int:
     """COPY every table of the (verified) archive in; returns the rows loaded.
 
-    ``convert``: rewrites a table's stream for another engine's backup (ops/engines/cross_engine.py).
+    ``convert``: rewrites a table's stream for another engine's backup (ops/engines/cross_engine.py);
+    ``skip``: the tables such a restore leaves out (read past, not loaded).
     """
     total = 0
     with connection.cursor() as cursor:
         raw = cursor.cursor
-        names = [quote_ident(entry.name) for entry in manifest.tables]
+        names = [quote_ident(entry.name) for entry in manifest.tables if entry.name not in skip]
         if names:
             # Data migrations may have created rows; the archive's rows replace them.
             cursor.execute(f"TRUNCATE {', '.join(names)}")
@@ -280,6 +282,8 @@ def copy_tables(
         # of these tables until COMMIT, behind its ACCESS EXCLUSIVE lock.
         plain = plain_tables(connection, [entry.name for entry in manifest.tables])
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
+            if entry.name in skip:
+                continue
             stream = data if convert is None else convert(entry, data)
             # The raw driver cursor: its errors become Django's (DatabaseError) only through this.
             with connection.wrap_database_errors:

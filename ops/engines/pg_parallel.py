@@ -7,7 +7,9 @@ database *beside* the live one, in a private schema ``ops_restore_<hex>``, and s
 1. migrations to the backup's recorded state, on a connection whose ``search_path`` is the private
    schema and then the live ones (for the types of extensions installed there); every name used
    resolves in the private schema first, and its ``django_migrations`` exists before any migration
-   runs. Then indexes and constraints are dropped (ops/engines/pg_load.py);
+   runs. That connection stands in for the live alias meanwhile (``migration_state.standing_in``):
+   a data migration writing through the default connection writes into the private schema, never
+   into the live tables. Then indexes and constraints are dropped (ops/engines/pg_load.py);
 2. ``RESTORE_JOBS`` worker connections COPY the tables in, largest first, and build each table's
    indexes (its keys' too) as soon as its rows are in, each in a transaction of its own; then, on
    one connection, the keys are attached to their indexes, the foreign keys added and validated,
@@ -43,10 +45,11 @@ from typing import Any, BinaryIO
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.utils import load_backend
 
 from ops.archive.format import Manifest, Readable, TableEntry, table_at, table_offsets
 from ops.engines import pg_copy, pg_load
-from ops.engines.migration_state import migrate_to_recorded
+from ops.engines.migration_state import migrate_to_recorded, standing_in
 from ops.errors import redact
 from ops.progress import ProgressCallback, TableProgress
 
@@ -99,20 +102,20 @@ def shadow_schema(database: str) -> Iterator[Shadow]:
             cursor.execute(f"CREATE SCHEMA {schema}")
         except DatabaseError as error:
             raise ShadowUnsupported(f"cannot create a schema ({redact(str(error).strip())})") from None
-    alias = f"{database}:ops-restore-{schema}"
     settings = copy.deepcopy(connections.settings[database])
     options = dict(settings.get("OPTIONS") or {})
     search_path = ",".join([schema, *live])
     options["options"] = f"{options.get('options', '')} -c search_path={search_path}".strip()
     settings["OPTIONS"] = options
-    connections.settings[alias] = settings
+    # Under the live alias's own name but registered nowhere: ``build`` makes it stand in for
+    # that alias while the migrations run (their data migrations write through it), and nothing
+    # else ever gets it from ``connections``.
+    shadow = load_backend(str(settings["ENGINE"])).DatabaseWrapper(settings, database)
     try:
-        yield Shadow(schema, connections[alias])
+        yield Shadow(schema, shadow)
     finally:
         with contextlib.suppress(Exception):
-            connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
+            shadow.close()
         with contextlib.suppress(Exception), main.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -152,6 +155,18 @@ def build(
     progress: ProgressCallback,
 ) -> int:
     """The backup's database in ``shadow``, every table loaded and constrained; returns the rows."""
+    with standing_in(shadow.connection):
+        return _build(shadow, database, archive, manifest, jobs, progress)
+
+
+def _build(
+    shadow: Shadow,
+    database: str,
+    archive: BinaryIO,
+    manifest: Manifest,
+    jobs: int,
+    progress: ProgressCallback,
+) -> int:
     connection = shadow.connection
     # Here, not in the live schema further down the path: the migrations are recorded where they run.
     with connection.schema_editor() as editor:

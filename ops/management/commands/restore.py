@@ -159,7 +159,7 @@ class Command(OpsCommand):
                 data["media"] = media.as_dict() if media else None
             self.stdout.write(json.dumps(data, indent=2))
             return
-        if result.warning:
+        if result.warning and not result.restored:
             self.stderr.write(self.style.WARNING(result.message))
         elif not result.restored:
             if options["verbosity"] >= 1:
@@ -173,6 +173,8 @@ class Command(OpsCommand):
                     f"{result.rows:,} rows in {result.seconds:.1f} s{safety}{partial}."
                 )
             )
+        if result.warning and result.restored:
+            self.stderr.write(self.style.WARNING(result.message))
         if options["media"] and result.restored:
             self.restore_media(options, result.name, restored_database=True)
 
