@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -39,7 +39,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
 from ops.conf import ops_setting
-from ops.engines import pg_load, pg_parallel
+from ops.engines import pg_load, pg_parallel, pg_schema
 from ops.engines.cross_engine import TableConverter, plan_conversion
 from ops.engines.migration_state import check_known, migrate_to_recorded
 from ops.engines.sqlite_load import restore_sqlite
@@ -72,6 +72,8 @@ class RestoreResult:
     jobs: int = 1
     # Not restored, and worth a look: --if-empty --latest found no backup to restore.
     warning: bool = False
+    # Lines for the summary: tables left alone or kept, history of apps not installed.
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class RestoreResult:
             "safety_backup": self.safety_backup,
             "jobs": self.jobs,
             "message": self.message,
+            "notes": list(self.notes),
         }
 
 
@@ -174,6 +177,7 @@ def _describe(connection: BaseDatabaseWrapper) -> str:
 
 
 def _safety_backup(database: str, in_transaction: bool) -> str:
+    """The whole database as it is (every table of its schema, and the schema), before it is replaced."""
     repository = configured_repository(database)
     name, _, _ = backup_to_repository(
         database,
@@ -181,8 +185,96 @@ def _safety_backup(database: str, in_transaction: bool) -> str:
         _existing_model_tables(connections[database], database),
         reason="pre-restore",
         in_transaction=in_transaction,
+        whole=True,
     )
     return name
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    restored: bool
+    safety: str | None = None
+    rows: int = 0
+    jobs: int = 1
+    # Live tables neither in the backup nor of an installed app's models: left alone.
+    kept: tuple[str, ...] = ()
+    # Migrations applied forward inside the restore's transaction (None: not done there).
+    migrated: int | None = None
+
+
+def _replaced_tables(database: str, manifest: Manifest) -> set[str]:
+    """What a restore replaces: the backup's tables and every installed model's (and the history)."""
+    return (
+        {entry.name for entry in manifest.tables}
+        | {table.name for table in model_tables(database)}
+        | {"django_migrations"}
+    )
+
+
+def _migrate_forward(database: str) -> int:
+    out = io.StringIO()
+    call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
+    return out.getvalue().count("  Applying ")
+
+
+def _restore_recorded(
+    database: str,
+    archive: OpenedArchive,
+    schema: pg_schema.RecordedSchema,
+    *,
+    if_empty: bool,
+    progress: ProgressCallback,
+    migrate: bool,
+) -> _Loaded:
+    """Same engine, recorded schema: rebuild it (no migration replayed), load, swap, migrate forward.
+
+    All in the one transaction that swaps: the migrations the code has beyond the backup run there
+    too, so a failing one leaves the database as it was.
+    """
+    connection = connections[database]
+    manifest = archive.manifest
+    jobs = max(1, int(ops_setting("RESTORE_JOBS")))
+    lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
+    with lock, contextlib.ExitStack() as stack:
+        shadow, rows = None, 0
+        pg_parallel.drop_leftovers(connection)
+        try:
+            shadow = stack.enter_context(pg_parallel.shadow_schema(database))
+        except pg_parallel.ShadowUnsupported:
+            shadow, jobs = None, 1
+        if shadow is not None:
+            rows = pg_parallel.build_recorded(shadow, archive.file, manifest, schema, jobs, progress)
+        with transaction.atomic(using=database):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            has_data = holds_user_data(database)
+            if if_empty and has_data:
+                return _Loaded(False, jobs=jobs)
+            safety = _safety_backup(database, in_transaction=True) if has_data else None
+            replaced = _replaced_tables(database, manifest)
+            if shadow is not None:
+                kept = pg_load.drop_replaced_tables(
+                    connection, replaced | pg_parallel.shadow_tables(connection, shadow)
+                )
+                pg_parallel.drop_replaced_objects(connection, shadow)
+                pg_parallel.swap_in(connection, shadow)
+            else:
+                kept = pg_load.drop_replaced_tables(connection, replaced | set(schema.tables))
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT quote_ident(current_schema())")
+                    row = cursor.fetchone()
+                    assert row is not None
+                    plan = pg_schema.plan(schema, str(row[0]))
+                    pg_schema.prepare_session(cursor)
+                    pg_schema.execute(cursor, plan.before_load)
+                rows = pg_load.copy_tables(connection, archive.file, manifest, progress)
+                with connection.cursor() as cursor:
+                    pg_schema.execute(cursor, plan.after_load)
+                    pg_schema.set_sequences(cursor, plan)
+            migrated = _migrate_forward(database) if migrate else 0
+    return _Loaded(True, safety, rows, jobs, tuple(kept), migrated)
 
 
 def _restore_postgres(
@@ -192,8 +284,8 @@ def _restore_postgres(
     if_empty: bool,
     progress: ProgressCallback,
     convert: TableConverter | None = None,
-) -> tuple[bool, str | None, int, int]:
-    """Returns whether it restored, the safety backup's name, the rows, and the connections loading."""
+) -> _Loaded:
+    """The migration path: the backup's schema from migrations, then the load (see the module doc)."""
     connection = connections[database]
     manifest = archive.manifest
     jobs = int(ops_setting("RESTORE_JOBS")) if convert is None else 1
@@ -217,12 +309,15 @@ def _restore_postgres(
                 cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
             has_data = holds_user_data(database)
             if if_empty and has_data:
-                return False, None, 0, jobs
+                return _Loaded(False, jobs=jobs)
             safety = _safety_backup(database, in_transaction=True) if has_data else None
-            pg_load.drop_all_tables(connection)
+            replaced = _replaced_tables(database, manifest)
+            if shadow is not None:
+                replaced |= pg_parallel.shadow_tables(connection, shadow)
+            kept = tuple(pg_load.drop_replaced_tables(connection, replaced))
             if shadow is not None:
                 pg_parallel.swap_in(connection, shadow)
-                return True, safety, rows, jobs
+                return _Loaded(True, safety, rows, jobs, kept)
             migrate_to_recorded(connection, manifest.migrations)
             tables = [entry.name for entry in manifest.tables]
             pg_load.check_tables_present(connection, tables)
@@ -230,7 +325,7 @@ def _restore_postgres(
             rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert)
             pg_load.recreate(connection, deferred, progress)
             pg_load.reset_sequences(connection, database, manifest)
-    return True, safety, rows, jobs
+    return _Loaded(True, safety, rows, jobs, kept)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -294,7 +389,28 @@ def run_restore(
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
             progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))
-        check_known(connection, manifest.migrations)
+        migrations = check_known(connection, manifest.migrations, manifest.extra.get("squashed"))
+        notes = [migrations.note] if migrations.note else []
+        schema = None
+        if connection.vendor == "postgresql" and manifest.vendor == "postgresql":
+            schema = pg_schema.RecordedSchema.from_manifest(manifest.extra)
+            if schema is not None:
+                # Every recorded definition is checked before anything is written (a crafted backup).
+                pg_schema.plan(schema, pg_load.quote_ident("ops_check"))
+        owned = {table.name for table in model_tables(database)}
+        unowned = [e.name for e in manifest.tables if e.name not in owned and e.name != "django_migrations"]
+        if schema is None and unowned:
+            # The migration path creates model tables only: the others cannot be loaded here.
+            archive = replace(
+                archive,
+                manifest=replace(manifest, tables=tuple(e for e in manifest.tables if e.name in owned)),
+            )
+            manifest = archive.manifest
+            notes.append(
+                f"Not restored, no installed app owns them (restore into PostgreSQL): {', '.join(unowned)}."
+            )
+        elif unowned:
+            notes.append(f"Tables kept, no installed app owns them: {', '.join(unowned)}.")
         # Across engines (SQLite <-> PostgreSQL): refuses unsupported column types before any write.
         conversion = plan_conversion(manifest, connection)
         convert = conversion.convert if conversion is not None else None
@@ -313,12 +429,17 @@ def run_restore(
                 )
             if has_data and confirm is not None and not confirm(label):
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
-            jobs = 1
+            loaded = _Loaded(True)
             if connection.vendor == "postgresql":
-                restored, safety, rows, jobs = _restore_postgres(
-                    database, archive, if_empty=if_empty, progress=progress, convert=convert
-                )
-                if not restored:
+                if schema is not None:
+                    loaded = _restore_recorded(
+                        database, archive, schema, if_empty=if_empty, progress=progress, migrate=migrate
+                    )
+                else:
+                    loaded = _restore_postgres(
+                        database, archive, if_empty=if_empty, progress=progress, convert=convert
+                    )
+                if not loaded.restored:
                     return RestoreResult(
                         archive.name,
                         label,
@@ -331,33 +452,35 @@ def run_restore(
             else:
                 safety = _safety_backup(database, in_transaction=False) if has_data else None
                 rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
+                loaded = _Loaded(True, safety, rows)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
             ) from None
+    if loaded.kept:
+        notes.append(f"Left alone, not in the backup and of no installed app: {', '.join(loaded.kept)}.")
     if apps.is_installed("django.contrib.contenttypes"):
         from django.contrib.contenttypes.models import ContentType
 
         ContentType.objects.clear_cache()
-    migrated = 0
-    if migrate:
-        out = io.StringIO()
+    migrated = loaded.migrated or 0
+    if migrate and loaded.migrated is None:
         try:
-            call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
+            migrated = _migrate_forward(database)
         except Exception as error:
             raise OpsError(
                 f"The backup was restored, but migrating it forward failed: {redact(str(error))}. "
                 "Fix the migration and run `python manage.py migrate`."
             ) from None
-        migrated = out.getvalue().count("  Applying ")
     return RestoreResult(
         name=archive.name,
         database=label,
         tables=len(manifest.tables),
-        rows=rows,
+        rows=loaded.rows,
         seconds=time.monotonic() - started,
         restored=True,
-        safety_backup=safety,
+        safety_backup=loaded.safety,
         migrated_forward=migrated,
-        jobs=jobs,
+        jobs=loaded.jobs,
+        notes=tuple(notes),
     )
