@@ -397,7 +397,8 @@ def run_restore(
             if schema is not None:
                 # Every recorded definition is checked before anything is written (a crafted backup).
                 pg_schema.plan(schema, pg_load.quote_ident("ops_check"))
-        owned = {table.name for table in model_tables(database)}
+        # Tables of installed models, wherever the routers send them: the others no app owns.
+        owned = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
         unowned = [e.name for e in manifest.tables if e.name not in owned and e.name != "django_migrations"]
         if schema is None and unowned:
             # The migration path creates model tables only: the others cannot be loaded here.

@@ -13,7 +13,7 @@ from django.db import connections
 
 from ops.archive.format import ArchiveWriter, Manifest, verify_archive
 from ops.backup import run_backup
-from ops.engines import pg_schema
+from ops.engines import pg_parallel, pg_schema
 from ops.engines.pg_sql_check import UnsafeDefinition
 from ops.errors import OpsError
 from ops.restore import run_restore
@@ -346,3 +346,24 @@ def test_plan__refuses_unknown_kind() -> None:
     schema = pg_schema.RecordedSchema((pg_schema.SchemaObject("rule", "r", None, "DROP TABLE x"),))
     with pytest.raises(OpsError, match="does not know"):
         pg_schema.plan(schema, '"s"')
+
+
+def test_restore__recorded_schema_in_one_transaction_when_no_private_schema(
+    scratch: ScratchDatabases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, archive = whole_backup(scratch, tmp_path)
+    target = scratch.postgres()
+    populate(target, big=False)
+
+    def no_schema_right(database: str) -> Any:
+        raise pg_parallel.ShadowUnsupported("cannot create a schema (permission denied)")
+
+    # As if the role had no right to create a schema (the verdict forced; the rest is real).
+    monkeypatch.setattr(pg_parallel, "shadow_schema", no_schema_right)
+
+    result = run_restore(target, str(archive))
+
+    assert (result.restored, result.jobs) == (True, 1)
+    assert result.safety_backup is not None
+    assert schema_dump(scratch, target) == schema_dump(scratch, source)
+    assert fingerprint(target) == fingerprint(source)

@@ -139,6 +139,8 @@ class Command(BaseCommand):
                     f"{result.rows:,} rows in {result.seconds:.1f} s{safety}."
                 )
             )
+            for note in result.notes:
+                self.stdout.write(note)
         if options["media"] and result.restored:
             self.restore_media(options, result.name, restored_database=True)
 
