@@ -5,8 +5,9 @@ Starts a throwaway PostgreSQL cluster, generates a preschool-shaped data set wit
 constraints and foreign keys), then, at 1x and 2x the data:
 
 - our backup (a subprocess: `manage.py backup -o FILE`) vs `pg_dump -Fc`: wall time, archive size;
-- our restore into an empty database (verification, migrations, load, indexes, constraints,
-  sequences) vs `pg_restore` into an empty database;
+- our restore into an empty database (verification, the recorded schema, load, indexes,
+  constraints, sequences) with ``OPS["RESTORE_JOBS"] = N`` vs `pg_restore -j N` into an empty
+  database: the same N connections on both sides (``--jobs``, default 2), printed with each ratio;
 - peak RSS of each (wait4's ru_maxrss of the child);
 - encryption at rest: the same backup and restore through the backup repository (a local folder),
   once plain and once age-encrypted to an X25519 recipient (a key pair generated for the run;
@@ -15,7 +16,7 @@ constraints and foreign keys), then, at 1x and 2x the data:
 - dumpdata / loaddata, at 1x only and on a fraction of the data (they take minutes on all of it),
   extrapolated linearly by row count: the output says so.
 
-    .venv/bin/python bench/bench_backup_restore.py [--scale 1.0] [--no-double] [--fraction 0.02]
+    .venv/bin/python bench/bench_backup_restore.py [--scale 1.0] [--no-double] [--fraction 0.02] [--jobs 2]
 
 Scale 1 is 2.8 M rows and 458 MB on disk. tests/test_bench_backup_restore.py runs it at a tiny
 scale so it cannot rot. Measured figures, and what was tried to reach the targets: bench/README.md.
@@ -41,6 +42,8 @@ from pyrage import x25519  # noqa: E402
 
 from tests.postgres_server import PostgresServer, _server_bindir, throwaway_cluster  # noqa: E402
 
+# Connections loading a restore, ours (OPS["RESTORE_JOBS"]) and pg_restore's (-j): set by --jobs.
+JOBS = 2
 BASE_ROWS = {"families": 100_000, "children": 200_000, "attendance": 2_000_000, "payments": 500_000}
 
 
@@ -80,6 +83,7 @@ def django_env(
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "BENCH_DATABASE_URL": server.url(database),
         "BENCH_BACKUP_DIR": str(backup_dir),
+        "BENCH_RESTORE_JOBS": str(JOBS),
         **(age or {}),
     }
 
@@ -197,7 +201,8 @@ def bench_scale(
     server.drop_database(target)
     server.create_database(target)
     results["pg_restore"] = run(
-        [str(bindir / "pg_restore"), "--no-owner", "-d", server.url(target), str(dump)], dict(os.environ)
+        [str(bindir / "pg_restore"), "--no-owner", "-j", str(JOBS), "-d", server.url(target), str(dump)],
+        dict(os.environ),
     )
     server.drop_database(target)
     bench_repository(server, source, target, work, results)
@@ -251,11 +256,14 @@ def report(scale: float, r: dict[str, Any]) -> None:
     print(f"{'':22}{'seconds':>10}{'size':>12}{'peak RSS':>12}")
     print(f"{'ops backup':22}{b.seconds:10.2f}{mb(r['backup_size']):>12}{b.peak_rss_mb:9.0f} MB")
     print(f"{'pg_dump -Fc':22}{d.seconds:10.2f}{mb(r['pg_dump_size']):>12}{d.peak_rss_mb:9.0f} MB")
-    print(f"{'ops restore':22}{rs.seconds:10.2f}{'':>12}{rs.peak_rss_mb:9.0f} MB")
-    print(f"{'pg_restore':22}{pr.seconds:10.2f}{'':>12}{pr.peak_rss_mb:9.0f} MB")
+    print(f"{f'ops restore, jobs={JOBS}':22}{rs.seconds:10.2f}{'':>12}{rs.peak_rss_mb:9.0f} MB")
+    print(f"{f'pg_restore -j {JOBS}':22}{pr.seconds:10.2f}{'':>12}{pr.peak_rss_mb:9.0f} MB")
     print(f"backup / pg_dump time:     {b.seconds / d.seconds:5.2f}x  (target <= 0.8)")
     print(f"backup / pg_dump size:     {r['backup_size'] / r['pg_dump_size']:5.2f}x  (target <= 0.6)")
-    print(f"restore / pg_restore time: {rs.seconds / pr.seconds:5.2f}x  (target <= 1.0)")
+    print(
+        f"restore / pg_restore time: {rs.seconds / pr.seconds:5.2f}x  "
+        f"(RESTORE_JOBS={JOBS} vs pg_restore -j {JOBS}; target <= 1.0)"
+    )
     print("through the repository (local folder), plain vs age X25519:")
     for mode, label in (("plain", "plain"), ("age", "age-encrypted")):
         backup, restore = r[f"repo_{mode}_backup"], r[f"repo_{mode}_restore"]
@@ -267,7 +275,9 @@ def report(scale: float, r: dict[str, Any]) -> None:
     print(f"encrypted / plain backup time:  {age_b.seconds / plain_b.seconds:5.2f}x")
     print(f"encrypted / plain restore time: {age_r.seconds / plain_r.seconds:5.2f}x")
     print(f"encrypted backup / pg_dump time:     {age_b.seconds / d.seconds:5.2f}x")
-    print(f"encrypted restore / pg_restore time: {age_r.seconds / pr.seconds:5.2f}x")
+    print(
+        f"encrypted restore / pg_restore time: {age_r.seconds / pr.seconds:5.2f}x  (jobs {JOBS} / -j {JOBS})"
+    )
     if "dumpdata" in r:
         print(f"{'dumpdata (extrap.)':22}{r['dumpdata']:10.1f}")
         print(f"{'loaddata (extrap.)':22}{r['loaddata']:10.1f}")
@@ -277,13 +287,21 @@ def report(scale: float, r: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    global JOBS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--no-double", action="store_true", help="Skip the 2x run (RSS flatness).")
     parser.add_argument(
         "--fraction", type=float, default=0.02, help="Share of the data for dumpdata/loaddata."
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=JOBS,
+        help="Connections loading a restore: RESTORE_JOBS and pg_restore -j.",
+    )
     args = parser.parse_args()
+    JOBS = args.jobs
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     try:
         with throwaway_cluster() as server:
