@@ -35,6 +35,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
 
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.backup import backup_to_repository, check_supported, tables_hold_user_data
@@ -273,8 +274,29 @@ def _restore_recorded(
                 with connection.cursor() as cursor:
                     pg_schema.execute(cursor, plan.after_load)
                     pg_schema.set_sequences(cursor, plan)
-            migrated = _migrate_forward(database) if migrate else 0
+            migrated = None
+            if migrate and _forward_plan_is_atomic(connection):
+                try:
+                    migrated = _migrate_forward(database)
+                except Exception as error:
+                    raise OpsError(
+                        f"Migrating the restored backup forward failed, so nothing was changed: "
+                        f"{redact(str(error))}. Fix the migration, or restore with --no-migrate."
+                    ) from None
+            elif not migrate:
+                migrated = 0
     return _Loaded(True, safety, rows, jobs, tuple(kept), migrated)
+
+
+def _forward_plan_is_atomic(connection: BaseDatabaseWrapper) -> bool:
+    """Whether every migration still to apply can run inside the restore's transaction.
+
+    A migration declared ``atomic = False`` (``CREATE INDEX CONCURRENTLY`` ...) cannot: then the
+    migrations run after the commit, as on the migration path.
+    """
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return all(migration.atomic for migration, _ in plan)
 
 
 def _restore_postgres(

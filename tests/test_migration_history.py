@@ -22,6 +22,7 @@ from django.test import override_settings
 
 from ops.backup import run_backup
 from ops.engines.migration_state import UnknownMigrations
+from ops.errors import OpsError
 from ops.restore import run_restore
 from tests.ops_databases import ScratchDatabases
 
@@ -220,3 +221,21 @@ def test_restore__uninstalled_apps_table_is_kept_over_an_existing_database(
 
     assert widgets(target) == widgets(source)
     assert "Tables kept, no installed app owns them: squashapp_widget." in result.notes
+
+
+def test_restore__failing_forward_migration_leaves_the_database_as_it_was(
+    scratch: ScratchDatabases, tmp_path: Path
+) -> None:
+    source, archive = source_with_widgets(scratch, "postgresql", tmp_path, UNSQUASHED)
+    with code(UNSQUASHED):
+        target = scratch.postgres()
+        call_command("migrate", database=target, verbosity=0)
+    before = widgets(target)
+    before_history = history(target)
+
+    with code("tests.squashapp.migrations_failing"), pytest.raises(OpsError, match="nothing was changed"):
+        run_restore(target, str(archive))
+
+    assert widgets(target) == before
+    assert history(target) == before_history
+    assert widgets(source) != before

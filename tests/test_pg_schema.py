@@ -267,6 +267,14 @@ def sequence_option_injection(objects: list[dict[str, Any]]) -> None:
     sequence["definition"]["start"] = "1; DROP TABLE fidelity_tag"
 
 
+def function_in_c(objects: list[dict[str, Any]]) -> None:
+    function = first(objects, "function", "legacy_touch")
+    function["definition"] = (
+        "CREATE OR REPLACE FUNCTION public.legacy_touch()\n RETURNS trigger\n LANGUAGE c\n"
+        "AS $x$libc.so.6$x$, $y$system$y$\n"
+    )
+
+
 def dollar_inside_identifier(objects: list[dict[str, Any]]) -> None:
     table = first(objects, "table", "legacy_log")
     table["definition"]["columns"][2]["default"] = "a$x$ ; DROP TABLE fidelity_tag; SELECT $x$"
@@ -286,6 +294,7 @@ def dollar_inside_identifier(objects: list[dict[str, Any]]) -> None:
         index_on_other_command,
         sequence_option_injection,
         dollar_inside_identifier,
+        function_in_c,
     ],
 )
 def test_restore__crafted_schema_is_refused_before_any_write(

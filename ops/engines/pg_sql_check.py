@@ -208,6 +208,7 @@ _FUNCTION = re.compile(
     rf"CREATE OR REPLACE (?P<kind>FUNCTION|PROCEDURE) {QUALIFIED_NAME}(?P<rest>\(.*)",
     re.DOTALL,
 )
+TRUSTED_LANGUAGES = ("sql", "plpgsql")
 _LANGUAGE = re.compile(r"\bLANGUAGE (?P<language>[a-z_][a-z0-9_]*)\b")
 
 
@@ -220,8 +221,14 @@ def function_definition(text: str, what: str) -> tuple[str, str]:
     body = text.rstrip()
     outside = scan(body, what).outside
     match = _FUNCTION.fullmatch(body)
-    if match is None or not re.search(r"\sAS \$", outside) or _LANGUAGE.search(outside) is None:
+    language = _LANGUAGE.search(outside)
+    if match is None or not re.search(r"\sAS \$", outside) or language is None:
         raise UnsafeDefinition(f"{what}: is not one CREATE FUNCTION statement with a quoted body.")
+    if language["language"] not in TRUSTED_LANGUAGES:
+        # Functions in other languages come with extensions (not recorded) or run code outside SQL.
+        raise UnsafeDefinition(
+            f"{what}: is written in {language['language']}, not in {' or '.join(TRUSTED_LANGUAGES)}."
+        )
     return match["kind"], match["rest"]
 
 
