@@ -275,7 +275,12 @@ def _restore_recorded(
                     pg_schema.execute(cursor, plan.after_load)
                     pg_schema.set_sequences(cursor, plan)
             migrated = None
-            if migrate and _forward_plan_is_atomic(connection):
+            forward = _forward_plan(connection) if migrate else []
+            if not forward:
+                # The code's migrations are the backup's: nothing to run (nor post_migrate's queries:
+                # content types and permissions are rows of the backup).
+                migrated = 0
+            elif all(migration.atomic for migration, _ in forward):
                 try:
                     migrated = _migrate_forward(database)
                 except Exception as error:
@@ -283,20 +288,18 @@ def _restore_recorded(
                         f"Migrating the restored backup forward failed, so nothing was changed: "
                         f"{redact(str(error))}. Fix the migration, or restore with --no-migrate."
                     ) from None
-            elif not migrate:
-                migrated = 0
     return _Loaded(True, safety, rows, jobs, tuple(kept), migrated)
 
 
-def _forward_plan_is_atomic(connection: BaseDatabaseWrapper) -> bool:
-    """Whether every migration still to apply can run inside the restore's transaction.
+def _forward_plan(connection: BaseDatabaseWrapper) -> list[tuple[Any, bool]]:
+    """The migrations still to apply after the swap.
 
-    A migration declared ``atomic = False`` (``CREATE INDEX CONCURRENTLY`` ...) cannot: then the
-    migrations run after the commit, as on the migration path.
+    The restore's transaction runs them if every one is atomic; one declared ``atomic = False``
+    (``CREATE INDEX CONCURRENTLY`` ...) cannot run in a transaction: then they all run after the
+    commit, as on the migration path.
     """
     executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return all(migration.atomic for migration, _ in plan)
+    return list(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
 def _restore_postgres(
