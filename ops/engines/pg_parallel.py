@@ -212,11 +212,44 @@ def build_recorded(
     rows = _load(shadow, archive, manifest, deferred, set(recorded), jobs, progress)
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = off")
+        pg_schema.prepare_session(cursor)
+        pg_schema.execute(cursor, (*plan.attach, *plan.unvalidated))
+    _in_parallel(shadow, plan.validations, jobs)
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
         pg_schema.prepare_session(cursor)
-        pg_schema.execute(cursor, (*plan.attach, *plan.after))
+        pg_schema.execute(cursor, plan.rest)
         pg_schema.set_sequences(cursor, plan)
     return rows
+
+
+def _in_parallel(shadow: Shadow, statements: tuple[str, ...], jobs: int) -> None:
+    """Run ``statements`` (independent of each other) on up to ``jobs`` connections of their own."""
+    if not statements:
+        return
+    params = shadow.connection.get_connection_params()
+    local = threading.local()
+    opened: list[Any] = []
+    lock = threading.Lock()
+
+    def run(statement: str) -> None:
+        if getattr(local, "connection", None) is None:
+            local.connection = psycopg2.connect(**params)
+            with lock:
+                opened.append(local.connection)
+        with shadow.connection.wrap_database_errors, local.connection as conn, conn.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(statement)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="ops-validate") as pool:
+            for future in [pool.submit(run, statement) for statement in statements]:
+                future.result()
+    finally:
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class _Aborted(Exception):

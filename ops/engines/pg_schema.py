@@ -396,6 +396,12 @@ class Plan:
     attach: tuple[str, ...]
     after: tuple[str, ...]
     sequence_values: tuple[tuple[str, int, bool], ...]
+    # For several connections (ops/engines/pg_parallel.py), ``after`` split in three: the checks
+    # and foreign keys added NOT VALID (a catalog change), their validations (any number at once:
+    # VALIDATE locks the referenced table only in ROW SHARE mode), then the rest (exclusions, triggers).
+    unvalidated: tuple[str, ...] = ()
+    validations: tuple[str, ...] = ()
+    rest: tuple[str, ...] = ()
 
     @property
     def after_load(self) -> tuple[str, ...]:
@@ -448,6 +454,9 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
     checks: list[str] = []
     foreign: list[str] = []
     triggers: list[str] = []
+    unvalidated: list[str] = []
+    validations: list[str] = []
+    others: list[str] = []
     tables = set(schema.tables)
 
     def qualified(name: str) -> str:
@@ -516,10 +525,16 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
                         f"ALTER TABLE {on} ADD CONSTRAINT {quote_ident(obj.name)} {primary} "
                         f"USING INDEX {quote_ident(index_name)}{deferrable}"
                     )
-                elif kind == "f":
-                    foreign.append(add)
+                elif kind in ("f", "c"):
+                    (foreign if kind == "f" else checks).append(add)
+                    if definition.endswith(" NOT VALID"):
+                        unvalidated.append(add)
+                    else:
+                        unvalidated.append(f"{add} NOT VALID")
+                        validations.append(f"ALTER TABLE {on} VALIDATE CONSTRAINT {quote_ident(obj.name)}")
                 else:
                     checks.append(add)
+                    others.append(add)
         else:
             raise check.UnsafeDefinition(f"{what}: this code does not know objects of that kind.")
     return Plan(
@@ -528,6 +543,9 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
         attach=tuple(attach),
         after=(*checks, *foreign, *triggers),
         sequence_values=tuple(values),
+        unvalidated=tuple(unvalidated),
+        validations=tuple(validations),
+        rest=(*others, *triggers),
     )
 
 
