@@ -17,6 +17,7 @@ from ops.engines import pg_parallel, pg_schema
 from ops.engines.pg_sql_check import UnsafeDefinition
 from ops.errors import OpsError
 from ops.restore import run_restore
+from tests.commands import run_command
 from tests.fidelity.data import fingerprint, populate
 from tests.ops_databases import ScratchDatabases
 
@@ -376,3 +377,17 @@ def test_restore__recorded_schema_in_one_transaction_when_no_private_schema(
     assert result.safety_backup is not None
     assert schema_dump(scratch, target) == schema_dump(scratch, source)
     assert fingerprint(target) == fingerprint(source)
+
+
+def test_restore_command__names_tables_kept_and_left_alone(scratch: ScratchDatabases, tmp_path: Path) -> None:
+    _, archive = whole_backup(scratch, tmp_path)
+    target = scratch.postgres()
+    execute(target, "CREATE TABLE made_later (id int)")
+
+    out, _ = run_command("restore", str(archive), database=target, interactive=False)
+
+    lines = out.splitlines()
+    assert lines[0].startswith(f"Restored {archive.name} into ")
+    assert "Tables kept, no installed app owns them: django_migrations" not in out
+    assert "Tables kept, no installed app owns them: legacy_item, legacy_log." in lines
+    assert "Left alone, not in the backup and of no installed app: made_later." in lines

@@ -40,10 +40,14 @@ class Scan:
     outside: str
 
 
-def scan(text: str, what: str) -> Scan:
-    """Lex ``text``; refuse a ``;``, a comment or unbalanced parentheses outside quotes."""
+def scan(text: str, what: str, *, top_level_commas: bool = True) -> Scan:
+    """Lex ``text``; refuse a ``;``, a comment or unbalanced parentheses outside quotes.
+
+    ``top_level_commas=False``: also refuse a ``,`` outside quotes and parentheses (in the body of
+    an ``ALTER TABLE`` subcommand it would start another subcommand).
+    """
     out: list[str] = []
-    depth = 0
+    depth = brackets = 0
     i, n = 0, len(text)
     previous_ident = ""
     while i < n:
@@ -100,16 +104,24 @@ def scan(text: str, what: str) -> Scan:
             # Only a psql meta-command or a stray escape: never part of a catalog function's output.
             raise UnsafeDefinition(f"{what}: holds a backslash outside quotes.")
         else:
+            if char == "," and depth == 0 and brackets == 0 and not top_level_commas:
+                raise UnsafeDefinition(f"{what}: holds a ',' outside parentheses (another clause).")
             if char == "(":
                 depth += 1
             elif char == ")":
                 depth -= 1
                 if depth < 0:
                     raise UnsafeDefinition(f"{what}: closes a parenthesis it did not open.")
+            elif char == "[":
+                brackets += 1
+            elif char == "]":
+                brackets -= 1
+                if brackets < 0:
+                    raise UnsafeDefinition(f"{what}: closes a bracket it did not open.")
             out.append(char)
             i += 1
-    if depth:
-        raise UnsafeDefinition(f"{what}: leaves a parenthesis open.")
+    if depth or brackets:
+        raise UnsafeDefinition(f"{what}: a parenthesis or bracket is left open.")
     return Scan("".join(out))
 
 
@@ -133,8 +145,12 @@ def _string_end(text: str, start: int, *, escapes: bool) -> int:
 # A name as the catalog functions print it: plain or quoted, optionally schema-qualified.
 _NAME_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 QUALIFIED_NAME = rf"(?:{_NAME_PART}\.)?{_NAME_PART}"
+# What format_type prints: a name (qualified where not visible), the few SQL-standard multi-word
+# spellings, a typmod of digits, interval fields, array brackets. Nothing else (no clause after it).
 _TYPE = re.compile(
-    rf"{QUALIFIED_NAME}(?: {_NAME_PART})*(?:\(\d+(?:,\s?\d+)?\))?(?: with(?:out)? time zone)?(?:\[\d*\])*"
+    rf"{QUALIFIED_NAME}(?: varying| precision)?(?:\(\d+(?:,\s?\d+)?\))?(?: with(?:out)? time zone)?"
+    r"(?: (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)?(?:\(\d+\))?"
+    r"(?:\[\d*\])*"
 )
 
 
@@ -142,7 +158,7 @@ def expression(text: str, what: str) -> str:
     """A scalar expression (a column default, a generated column's expression)."""
     if not text.strip():
         raise UnsafeDefinition(f"{what}: is empty.")
-    scan(text, what)
+    scan(text, what, top_level_commas=False)
     return text
 
 
@@ -184,7 +200,7 @@ _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "f": "FOREIGN KEY", "c":
 
 def constraint_definition(text: str, kind: str, what: str) -> str:
     """``pg_get_constraintdef`` output: the body of one ``ALTER TABLE ... ADD CONSTRAINT name``."""
-    scan(text, what)
+    scan(text, what, top_level_commas=False)
     expected = _CONSTRAINT_KINDS.get(kind)
     if expected is None or not _CONSTRAINT.match(text) or not text.startswith(expected):
         raise UnsafeDefinition(f"{what}: is not a {expected or kind!r} constraint definition.")
