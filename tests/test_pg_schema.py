@@ -12,9 +12,10 @@ from django.core.management import call_command
 from django.db import connections
 
 from ops.archive.format import ArchiveWriter, Manifest, verify_archive
-from ops.backup import run_backup
+from ops.backup import run_backup, write_archive
 from ops.engines import pg_parallel, pg_schema
 from ops.engines.pg_sql_check import UnsafeDefinition
+from ops.engines.tables import model_tables
 from ops.errors import OpsError
 from ops.restore import run_restore
 from tests.commands import run_command
@@ -268,6 +269,11 @@ def sequence_option_injection(objects: list[dict[str, Any]]) -> None:
     sequence["definition"]["start"] = "1; DROP TABLE fidelity_tag"
 
 
+def constraint_with_another_subcommand(objects: list[dict[str, Any]]) -> None:
+    constraint = first(objects, "constraint", "legacy_log_level_check")
+    constraint["definition"] = "CHECK (true), ADD COLUMN evil integer"
+
+
 def function_in_c(objects: list[dict[str, Any]]) -> None:
     function = first(objects, "function", "legacy_touch")
     function["definition"] = (
@@ -296,6 +302,7 @@ def dollar_inside_identifier(objects: list[dict[str, Any]]) -> None:
         sequence_option_injection,
         dollar_inside_identifier,
         function_in_c,
+        constraint_with_another_subcommand,
     ],
 )
 def test_restore__crafted_schema_is_refused_before_any_write(
@@ -320,9 +327,11 @@ def test_restore__old_format_backup_uses_the_migration_path(
     source = scratch.postgres()
     populate(source)
     archive = tmp_path / "old.kidoo-backup"
-    # A backup as the previous format wrote it: model tables only, no recorded schema.
-    run_backup(source, output=str(archive), exclude=["ops"])
+    # A backup as the previous format wrote it: every model table, no recorded schema, no history rows.
+    with archive.open("wb") as sink:
+        write_archive(source, sink, model_tables(source))
     manifest = read_manifest(archive)
+    assert "django_migrations" not in [entry.name for entry in manifest.tables]
     assert "schema" not in manifest.extra
     target = scratch.postgres(migrated=False)
 
