@@ -5,15 +5,21 @@ Order of work:
 1. Find the archive (a backup in the repository by name, ``--latest``, a file, or ``-`` for
    stdin), bring it to a private seekable file (decrypting it if it is age-encrypted), and verify
    it entirely: format version, manifest, every checksum. Nothing is written before this passes.
-2. Refuse a backup naming migrations this code does not have.
-3. PostgreSQL: take the advisory lock (one restore per database). With ``OPS["RESTORE_JOBS"]``
-   above 1, build the backup's database in a private schema on that many connections
-   (ops/engines/pg_parallel.py: migrations to the backup's recorded state, COPY, indexes, constraints,
-   sequences). Then in ONE transaction: check for user data (``--if-empty`` stops here), take a
-   safety backup of what is there, drop every table, and move the private schema's tables in.
-   Where the private schema cannot hold the backup, or with one job, that transaction does the
-   whole load itself instead: migrate to exactly the recorded migrations, drop indexes and
-   constraints, COPY every table in, re-create indexes and constraints, reset sequences.
+2. Refuse a backup holding applied migrations of an installed app that this code neither has nor
+   replaces (ops/engines/migration_state.py); name the apps not installed whose rows it carries.
+   A recorded schema (ops/engines/pg_schema.py) has every definition checked here, before any write.
+3. PostgreSQL, a backup with a recorded schema: take the advisory lock (one restore per database),
+   rebuild that schema in a private schema and load it there on ``OPS["RESTORE_JOBS"]`` connections
+   (ops/engines/pg_parallel.py ``build_recorded``: no migration replayed). Then in ONE transaction:
+   check for user data (``--if-empty`` stops here), take a safety backup of the whole database, drop
+   the tables the restore replaces (the backup's and the installed models'; any other is left alone
+   and named), move the private schema's objects in, and migrate forward (step 4) in the same
+   transaction when every migration to apply is atomic.
+   PostgreSQL, a backup of the previous format, or across engines: the same, with the private
+   schema built by migrations to the backup's recorded state; where the private schema cannot
+   hold the backup, or with one job, that transaction does the whole load itself instead: migrate
+   to exactly the recorded migrations, drop indexes and constraints, COPY every table in,
+   re-create indexes and constraints, reset sequences.
    SQLite: build a new file beside the old one and swap it in (ops/engines/sqlite_load.py).
 4. Migrate forward to the code's migrations (unless ``migrate=False``).
 """

@@ -4,6 +4,11 @@ One transaction runs on one connection, and one connection keeps at most one CPU
 busy with COPY. With ``OPS["RESTORE_JOBS"]`` above 1 a restore therefore builds the backup's
 database *beside* the live one, in a private schema ``ops_restore_<hex>``, and swaps it in:
 
+A backup that recorded its schema (ops/engines/pg_schema.py) is rebuilt there from that record
+(``build_recorded``: tables, functions, views, then the rows, indexes, keys, checks, foreign keys,
+triggers and sequence values; no migration runs), and the swap moves its views, functions and free
+sequences along. An older backup is built by its migrations (``build``):
+
 1. migrations to the backup's recorded state, on a connection whose ``search_path`` is the private
    schema and then the live ones (for the types of extensions installed there); every name used
    resolves in the private schema first, and its ``django_migrations`` exists before any migration
