@@ -274,6 +274,7 @@ def _restore_recorded(
                     row = cursor.fetchone()
                     assert row is not None
                     plan = pg_schema.plan(schema, str(row[0]))
+                    pg_schema.drop_existing(cursor, schema)
                     pg_schema.prepare_session(cursor)
                     pg_schema.execute(cursor, plan.before_load)
                 rows = pg_load.copy_tables(connection, archive.file, manifest, progress)

@@ -602,6 +602,27 @@ def _table(
     return f"CREATE {unlogged}TABLE {qualified(obj.name)} ({', '.join(parts)})", defaults, values
 
 
+def drop_existing(cursor: Any, schema: RecordedSchema) -> None:
+    """In the current schema: drop the views, functions and free sequences the record creates again.
+
+    For a rebuild in place (no private schema); the caller's transaction dropped the tables first.
+    Functions are matched on name and arguments, and dropped by the signature the catalog prints.
+    """
+    for obj in schema.of_kind("view"):
+        cursor.execute(f"DROP VIEW IF EXISTS {quote_ident(obj.name)} CASCADE")
+    for obj in schema.of_kind("sequence"):
+        cursor.execute(f"DROP SEQUENCE IF EXISTS {quote_ident(obj.name)} CASCADE")
+    for obj in schema.of_kind("function"):
+        cursor.execute(
+            "SELECT CASE prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, oid::regprocedure::text "
+            "FROM pg_proc WHERE pronamespace = current_schema()::regnamespace AND proname = %s "
+            "AND pg_get_function_identity_arguments(oid) = %s",
+            [obj.name, str(obj.extra.get("arguments", ""))],
+        )
+        for kind, signature in cursor.fetchall():
+            cursor.execute(f"DROP {kind} IF EXISTS {signature} CASCADE")
+
+
 def set_sequences(cursor: Any, plan_: Plan) -> None:
     for name, value, is_called in plan_.sequence_values:
         cursor.execute("SELECT setval(%s::regclass, %s, %s)", [name, value, is_called])
