@@ -19,4 +19,6 @@ OPS = {
     "BACKUP_REPOSITORY": "local",
     # The source and the restored database have different names: one namespace for both.
     "BACKUP_NAMESPACE": "bench",
+    # The bench compares like with like: as many connections as `pg_restore -j` gets (--jobs).
+    "RESTORE_JOBS": int(os.environ.get("BENCH_RESTORE_JOBS", "2")),
 }

@@ -37,7 +37,8 @@ from ops.archive.copy_text import encode_rows
 from ops.archive.files import atomic_file, output_path
 from ops.archive.format import ArchiveWriter, Column, Manifest, TableEntry, Writable
 from ops.conf import ops_setting
-from ops.engines import pg_copy
+from ops.engines import pg_copy, pg_schema
+from ops.engines.migration_state import squashed_applied
 from ops.engines.pg_load import quote_ident
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
@@ -184,21 +185,42 @@ def _report(progress: ProgressCallback, index: int, total: int, entry: TableEntr
     progress(TableProgress("backup", entry.name, index, total, entry.rows))
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    migrations: dict[str, list[str]]
+    version: str
+    # The recorded schema (whole-database PostgreSQL backups), None otherwise.
+    schema: pg_schema.RecordedSchema | None = None
+
+
 def _postgres_tables(
     connection: BaseDatabaseWrapper,
     writer: ArchiveWriter,
     tables: Sequence[ModelTable],
     progress: ProgressCallback,
-) -> tuple[dict[str, list[str]], str]:
+    whole: bool,
+) -> _Snapshot:
     with connection.cursor() as cursor:
         raw = cursor.cursor
         cursor.execute("SHOW server_version")
         version = str(cursor.fetchone()[0])
         existing = set(connection.introspection.table_names(cursor))
         migrations = _applied_migrations(cursor, existing)
-        present = [table for table in tables if table.name in existing]
-        for index, table in enumerate(present, start=1):
-            quoted = quote_ident(table.name)
+        present: list[tuple[str, ModelTable | None]] = [(t.name, t) for t in tables if t.name in existing]
+        schema = None
+        if whole:
+            try:
+                schema = pg_schema.record(cursor)
+            except pg_schema.SchemaNotRecordable:
+                # Restored by the migration path, as a backup of the previous format: model tables only.
+                schema = None
+            else:
+                # Every table of the schema, not only the models': RunSQL's, uninstalled apps',
+                # django_migrations (rows of apps this code may no longer have).
+                held = {name for name, _ in present}
+                present += [(name, None) for name in schema.tables if name not in held]
+        for index, (name, table) in enumerate(present, start=1):
+            quoted = quote_ident(name)
             # Generated columns are computed by the server: they can be neither copied in nor out.
             cursor.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -206,13 +228,14 @@ def _postgres_tables(
                 [quoted],
             )
             names = [str(row[0]) for row in cursor.fetchall()]
-            section = writer.begin_table(table.name, _columns(table, names), table.label)
+            columns = _columns(table, names) if table is not None else tuple(Column(n) for n in names)
+            section = writer.begin_table(name, columns, table.label if table is not None else None)
             column_list = ", ".join(quote_ident(name) for name in names)
             # The raw driver cursor: its errors become Django's (DatabaseError) only through this.
             with connection.wrap_database_errors:
                 rows = pg_copy.copy_to(raw, f"COPY {quoted} ({column_list}) TO STDOUT", section.data)
             _report(progress, index, len(present), section.end(rows))
-    return migrations, version
+    return _Snapshot(migrations, version, schema)
 
 
 def _sqlite_tables(
@@ -220,7 +243,7 @@ def _sqlite_tables(
     writer: ArchiveWriter,
     tables: Sequence[ModelTable],
     progress: ProgressCallback,
-) -> tuple[dict[str, list[str]], str]:
+) -> _Snapshot:
     cursor = snapshot.cursor()
     existing = {str(row[0]) for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     migrations = _applied_migrations(cursor, existing)
@@ -236,7 +259,7 @@ def _sqlite_tables(
             section.data.write(encode_rows(batch))
             rows += len(batch)
         _report(progress, index, len(present), section.end(rows))
-    return migrations, sqlite3.sqlite_version
+    return _Snapshot(migrations, sqlite3.sqlite_version)
 
 
 @contextlib.contextmanager
@@ -259,12 +282,15 @@ def write_archive(
     progress: ProgressCallback = no_progress,
     in_transaction: bool = False,
     kind: str = FULL,
+    whole: bool = False,
 ) -> Manifest:
     """Write the archive of ``tables`` of ``database`` to ``sink`` and return its manifest.
 
     ``in_transaction``: the caller already holds the snapshot to read (a restore's safety backup
     reads inside its own REPEATABLE READ transaction). ``kind``: recorded in the archive's
     manifest, so that a partial archive restores as one from a file too.
+    ``whole``: on PostgreSQL, also record the schema (ops/engines/pg_schema.py) and back up every
+    table of it, whether a model describes it or not.
     """
     connection = connections[database]
     check_supported(connection)
@@ -273,26 +299,36 @@ def write_archive(
     try:
         if connection.vendor == "sqlite":
             with _sqlite_snapshot(connection) as snapshot:
-                migrations, version = _sqlite_tables(snapshot, writer, tables, progress)
+                snap = _sqlite_tables(snapshot, writer, tables, progress)
         elif in_transaction or connection.in_atomic_block:
-            migrations, version = _postgres_tables(connection, writer, tables, progress)
+            snap = _postgres_tables(connection, writer, tables, progress, whole)
         else:
             with transaction.atomic(using=database):
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                migrations, version = _postgres_tables(connection, writer, tables, progress)
+                snap = _postgres_tables(connection, writer, tables, progress, whole)
     except (DatabaseError, sqlite3.Error) as error:
         raise OpsError(f"Reading the database failed: {redact(str(error).strip())}") from None
     by_name = {table.name: table for table in tables}
+    extra: dict[str, Any] = {}
+    if snap.schema is not None:
+        extra["schema"] = snap.schema.as_dict()
+    squashed = squashed_applied(connection, snap.migrations)
+    if squashed:
+        extra["squashed"] = squashed
     manifest = Manifest(
         created_at=created_at,
         vendor=connection.vendor,
-        server_version=version,
+        server_version=snap.version,
         django_version=django.get_version(),
-        migrations=migrations,
-        holds_data=any(entry.rows and by_name[entry.name].holds_user_data for entry in writer.tables),
+        migrations=snap.migrations,
+        # Tables no model describes are not counted: a fresh ``migrate`` fills django_migrations.
+        holds_data=any(
+            entry.rows and entry.name in by_name and by_name[entry.name].holds_user_data
+            for entry in writer.tables
+        ),
         tables=writer.tables,
-        extra={"kind": kind},
+        extra={**extra, "kind": kind},
     )
     writer.finish(manifest)
     return manifest
@@ -320,6 +356,7 @@ def backup_to_repository(
     require_data: bool = False,
     media: MediaOptions | None = None,
     kind: str = FULL,
+    whole: bool = False,
 ) -> tuple[str, Manifest, bool]:
     """A named backup in ``repository`` (encrypted when keys are configured): name, manifest, encrypted.
 
@@ -354,12 +391,24 @@ def backup_to_repository(
         # The seam for encryption: archive bytes -> (age) -> repository parts.
         if prepared is None:
             manifest = write_archive(
-                database, backup, tables, progress=progress, in_transaction=in_transaction, kind=kind
+                database,
+                backup,
+                tables,
+                progress=progress,
+                in_transaction=in_transaction,
+                kind=kind,
+                whole=whole,
             )
         else:
             with encrypting(cast(IO[bytes], backup), prepared.recipients) as encrypted:
                 manifest = write_archive(
-                    database, encrypted, tables, progress=progress, in_transaction=in_transaction, kind=kind
+                    database,
+                    encrypted,
+                    tables,
+                    progress=progress,
+                    in_transaction=in_transaction,
+                    kind=kind,
+                    whole=whole,
                 )
         if require_data and not manifest.holds_data:
             # Raised inside the block: the repository removes the parts already written.
@@ -394,6 +443,8 @@ def run_backup(
     # Any selection makes a partial backup, even one that happens to leave nothing out today: the
     # next model added would be missing from it.
     kind = PARTIAL if include or exclude else FULL
+    # A backup of part of the database (--include/--exclude) holds model tables only.
+    whole = not include and not exclude
     to_repository = output is None and stream is None
     # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
@@ -405,14 +456,14 @@ def run_backup(
             raise OpsConfigurationError("-o - needs a stream to write to.")
         counter = _CountingWriter(stream)
         name = new_backup_name(reason)
-        manifest = write_archive(database, counter, tables, progress=progress, kind=kind)
+        manifest = write_archive(database, counter, tables, progress=progress, kind=kind, whole=whole)
         location, size, encrypted = "standard output", counter.size, False
     elif output is not None:
         name = new_backup_name(reason)
         path = output_path(output, name)
         with atomic_file(path) as handle:
             counter = _CountingWriter(handle)
-            manifest = write_archive(database, counter, tables, progress=progress, kind=kind)
+            manifest = write_archive(database, counter, tables, progress=progress, kind=kind, whole=whole)
         location, size, encrypted, name = str(path), counter.size, False, path.name
     else:
         repository = configured_repository(database)
@@ -426,6 +477,7 @@ def run_backup(
                 require_data=skip_empty,
                 media=MediaOptions(with_files=with_media),
                 kind=kind,
+                whole=whole,
             )
         except EmptyDatabase:
             # Emptied between the look and the snapshot: the snapshot's verdict stands.

@@ -5,15 +5,21 @@ Order of work:
 1. Find the archive (a backup in the repository by name, ``--latest``, a file, or ``-`` for
    stdin), bring it to a private seekable file (decrypting it if it is age-encrypted), and verify
    it entirely: format version, manifest, every checksum. Nothing is written before this passes.
-2. Refuse a backup naming migrations this code does not have.
-3. PostgreSQL: take the advisory lock (one restore per database). With ``OPS["RESTORE_JOBS"]``
-   above 1, build the backup's database in a private schema on that many connections
-   (ops/engines/pg_parallel.py: migrations to the backup's recorded state, COPY, indexes, constraints,
-   sequences). Then in ONE transaction: check for user data (``--if-empty`` stops here), take a
-   safety backup of what is there, drop every table, and move the private schema's tables in.
-   Where the private schema cannot hold the backup, or with one job, that transaction does the
-   whole load itself instead: migrate to exactly the recorded migrations, drop indexes and
-   constraints, COPY every table in, re-create indexes and constraints, reset sequences.
+2. Refuse a backup holding applied migrations of an installed app that this code neither has nor
+   replaces (ops/engines/migration_state.py); name the apps not installed whose rows it carries.
+   A recorded schema (ops/engines/pg_schema.py) has every definition checked here, before any write.
+3. PostgreSQL, a backup with a recorded schema: take the advisory lock (one restore per database),
+   rebuild that schema in a private schema and load it there on ``OPS["RESTORE_JOBS"]`` connections
+   (ops/engines/pg_parallel.py ``build_recorded``: no migration replayed). Then in ONE transaction:
+   check for user data (``--if-empty`` stops here), take a safety backup of the whole database, drop
+   the tables the restore replaces (the backup's and the installed models'; any other is left alone
+   and named), move the private schema's objects in, and migrate forward (step 4) in the same
+   transaction when every migration to apply is atomic.
+   PostgreSQL, a backup of the previous format, or across engines: the same, with the private
+   schema built by migrations to the backup's recorded state; where the private schema cannot
+   hold the backup, or with one job, that transaction does the whole load itself instead: migrate
+   to exactly the recorded migrations, drop indexes and constraints, COPY every table in,
+   re-create indexes and constraints, reset sequences.
    SQLite: build a new file beside the old one and swap it in (ops/engines/sqlite_load.py).
 4. Migrate forward to the code's migrations (unless ``migrate=False``).
 
@@ -38,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -46,6 +52,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
 
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.backup import (
@@ -56,7 +63,7 @@ from ops.backup import (
     tables_hold_user_data,
 )
 from ops.conf import ops_setting
-from ops.engines import partial_load, pg_load, pg_parallel
+from ops.engines import partial_load, pg_load, pg_parallel, pg_schema
 from ops.engines.cross_engine import TableConverter, plan_conversion
 from ops.engines.locks import sqlite_restore_lock
 from ops.engines.migration_state import check_known, migrate_to_recorded
@@ -107,6 +114,8 @@ class RestoreResult:
     warning: bool = False
     # A partial backup: which tables it replaced (every other table was left as it was).
     partial: str | None = None
+    # Lines for the summary: tables left alone or kept, history of apps not installed.
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +129,7 @@ class RestoreResult:
             "jobs": self.jobs,
             "message": self.message,
             "partial": self.partial,
+            "notes": list(self.notes),
         }
 
 
@@ -256,7 +266,8 @@ def _describe(connection: BaseDatabaseWrapper) -> str:
 
 
 def _safety_backup(database: str, in_transaction: bool) -> str:
-    """What the restore replaces, as a ``safety`` backup (never --latest; ``restore --undo``)."""
+    """The whole database as it is (every table of its schema, and the schema), before it is replaced:
+    a ``safety`` backup (never --latest; ``restore --undo``)."""
     repository = configured_repository(database)
     name, _, _ = backup_to_repository(
         database,
@@ -265,6 +276,7 @@ def _safety_backup(database: str, in_transaction: bool) -> str:
         reason="pre-restore",
         in_transaction=in_transaction,
         kind=SAFETY,
+        whole=True,
     )
     return name
 
@@ -327,6 +339,118 @@ def _restore_partial(
     return True, safety, rows
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    restored: bool
+    safety: str | None = None
+    rows: int = 0
+    jobs: int = 1
+    # Live tables neither in the backup nor of an installed app's models: left alone.
+    kept: tuple[str, ...] = ()
+    # Migrations applied forward inside the restore's transaction (None: not done there).
+    migrated: int | None = None
+
+
+def _replaced_tables(database: str, manifest: Manifest) -> set[str]:
+    """What a restore replaces: the backup's tables and every installed model's (and the history)."""
+    return (
+        {entry.name for entry in manifest.tables}
+        | {table.name for table in model_tables(database)}
+        | {"django_migrations"}
+    )
+
+
+def _migrate_forward(database: str) -> int:
+    out = io.StringIO()
+    call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
+    return out.getvalue().count("  Applying ")
+
+
+def _restore_recorded(
+    database: str,
+    archive: OpenedArchive,
+    schema: pg_schema.RecordedSchema,
+    *,
+    if_empty: bool,
+    progress: ProgressCallback,
+    migrate: bool,
+) -> _Loaded:
+    """Same engine, recorded schema: rebuild it (no migration replayed), load, swap, migrate forward.
+
+    All in the one transaction that swaps: the migrations the code has beyond the backup run there
+    too, so a failing one leaves the database as it was.
+    """
+    connection = connections[database]
+    manifest = archive.manifest
+    jobs = max(1, int(ops_setting("RESTORE_JOBS")))
+    lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
+    with lock, contextlib.ExitStack() as stack:
+        shadow, rows = None, 0
+        pg_parallel.drop_leftovers(connection)
+        try:
+            shadow = stack.enter_context(pg_parallel.shadow_schema(database))
+        except pg_parallel.ShadowUnsupported:
+            shadow, jobs = None, 1
+        if shadow is not None:
+            rows = pg_parallel.build_recorded(shadow, archive.file, manifest, schema, jobs, progress)
+        with transaction.atomic(using=database):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            has_data = holds_user_data(database)
+            if if_empty and has_data:
+                return _Loaded(False, jobs=jobs)
+            safety = _safety_backup(database, in_transaction=True) if has_data else None
+            replaced = _replaced_tables(database, manifest)
+            if shadow is not None:
+                kept = pg_load.drop_replaced_tables(
+                    connection, replaced | pg_parallel.shadow_tables(connection, shadow)
+                )
+                pg_parallel.drop_replaced_objects(connection, shadow)
+                pg_parallel.swap_in(connection, shadow)
+            else:
+                kept = pg_load.drop_replaced_tables(connection, replaced | set(schema.tables))
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT quote_ident(current_schema())")
+                    row = cursor.fetchone()
+                    assert row is not None
+                    plan = pg_schema.plan(schema, str(row[0]))
+                    pg_schema.drop_existing(cursor, schema)
+                    pg_schema.prepare_session(cursor)
+                    pg_schema.execute(cursor, plan.before_load)
+                rows = pg_load.copy_tables(connection, archive.file, manifest, progress)
+                with connection.cursor() as cursor:
+                    pg_schema.execute(cursor, plan.after_load)
+                    pg_schema.set_sequences(cursor, plan)
+            migrated = None
+            forward = _forward_plan(connection) if migrate else []
+            if not forward:
+                # The code's migrations are the backup's: nothing to run (nor post_migrate's queries:
+                # content types and permissions are rows of the backup).
+                migrated = 0
+            elif all(migration.atomic for migration, _ in forward):
+                try:
+                    migrated = _migrate_forward(database)
+                except Exception as error:
+                    raise OpsError(
+                        f"Migrating the restored backup forward failed, so nothing was changed: "
+                        f"{redact(str(error))}. Fix the migration, or restore with --no-migrate."
+                    ) from None
+    return _Loaded(True, safety, rows, jobs, tuple(kept), migrated)
+
+
+def _forward_plan(connection: BaseDatabaseWrapper) -> list[tuple[Any, bool]]:
+    """The migrations still to apply after the swap.
+
+    The restore's transaction runs them if every one is atomic; one declared ``atomic = False``
+    (``CREATE INDEX CONCURRENTLY`` ...) cannot run in a transaction: then they all run after the
+    commit, as on the migration path.
+    """
+    executor = MigrationExecutor(connection)
+    return list(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
 def _restore_postgres(
     database: str,
     archive: OpenedArchive,
@@ -335,8 +459,8 @@ def _restore_postgres(
     progress: ProgressCallback,
     convert: TableConverter | None = None,
     skip: frozenset[str] = frozenset(),
-) -> tuple[bool, str | None, int, int]:
-    """Returns whether it restored, the safety backup's name, the rows, and the connections loading."""
+) -> _Loaded:
+    """The migration path: the backup's schema from migrations, then the load (see the module doc)."""
     connection = connections[database]
     manifest = archive.manifest
     jobs = int(ops_setting("RESTORE_JOBS")) if convert is None else 1
@@ -360,12 +484,15 @@ def _restore_postgres(
                 cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
             has_data = holds_user_data(database)
             if if_empty and has_data:
-                return False, None, 0, jobs
+                return _Loaded(False, jobs=jobs)
             safety = _safety_backup(database, in_transaction=True) if has_data else None
-            pg_load.drop_all_tables(connection)
+            replaced = _replaced_tables(database, manifest)
+            if shadow is not None:
+                replaced |= pg_parallel.shadow_tables(connection, shadow)
+            kept = tuple(pg_load.drop_replaced_tables(connection, replaced))
             if shadow is not None:
                 pg_parallel.swap_in(connection, shadow)
-                return True, safety, rows, jobs
+                return _Loaded(True, safety, rows, jobs, kept)
             migrate_to_recorded(connection, manifest.migrations)
             tables = [entry.name for entry in manifest.tables if entry.name not in skip]
             pg_load.check_tables_present(connection, tables)
@@ -373,7 +500,7 @@ def _restore_postgres(
             rows = pg_load.copy_tables(connection, archive.file, manifest, progress, convert, skip)
             pg_load.recreate(connection, deferred, progress)
             pg_load.reset_sequences(connection, database, manifest)
-    return True, safety, rows, jobs
+    return _Loaded(True, safety, rows, jobs, kept)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -450,7 +577,29 @@ def run_restore(
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
             progress(TableProgress("verify", entry.name, index, len(manifest.tables), entry.rows))
-        check_known(connection, manifest.migrations)
+        migrations = check_known(connection, manifest.migrations, manifest.extra.get("squashed"))
+        notes = [migrations.note] if migrations.note else []
+        schema = None
+        if connection.vendor == "postgresql" and manifest.vendor == "postgresql":
+            schema = pg_schema.RecordedSchema.from_manifest(manifest.extra)
+            if schema is not None:
+                # Every recorded definition is checked before anything is written (a crafted backup).
+                pg_schema.plan(schema, pg_load.quote_ident("ops_check"))
+        # Tables of installed models, wherever the routers send them: the others no app owns.
+        owned = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
+        unowned = [e.name for e in manifest.tables if e.name not in owned and e.name != "django_migrations"]
+        if schema is None and unowned:
+            # The migration path creates model tables only: the others cannot be loaded here.
+            archive = replace(
+                archive,
+                manifest=replace(manifest, tables=tuple(e for e in manifest.tables if e.name in owned)),
+            )
+            manifest = archive.manifest
+            notes.append(
+                f"Not restored, no installed app owns them (restore into PostgreSQL): {', '.join(unowned)}."
+            )
+        elif unowned:
+            notes.append(f"Tables kept, no installed app owns them: {', '.join(unowned)}.")
         # Across engines (SQLite <-> PostgreSQL): refuses unsupported column types before any write.
         conversion = plan_conversion(manifest, connection)
         convert = conversion.convert if conversion is not None else None
@@ -477,7 +626,7 @@ def run_restore(
                 check_safety_backup_allowed(database)
             if has_data and confirm is not None and not confirm(label, scope):
                 raise RestoreCancelled("Restore cancelled: nothing was changed.")
-            jobs = 1
+            loaded = _Loaded(True)
             if partial or connection.vendor == "postgresql":
                 if partial:
                     restored, safety, rows = _restore_partial(
@@ -488,11 +637,16 @@ def run_restore(
                         progress=progress,
                         convert=convert,
                     )
+                    loaded = _Loaded(restored, safety, rows)
+                elif schema is not None:
+                    loaded = _restore_recorded(
+                        database, archive, schema, if_empty=if_empty, progress=progress, migrate=migrate
+                    )
                 else:
-                    restored, safety, rows, jobs = _restore_postgres(
+                    loaded = _restore_postgres(
                         database, archive, if_empty=if_empty, progress=progress, convert=convert, skip=skip
                     )
-                if not restored:
+                if not loaded.restored:
                     return RestoreResult(
                         archive.name,
                         label,
@@ -507,36 +661,38 @@ def run_restore(
                 with sqlite_restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT"))):
                     safety = _safety_backup(database, in_transaction=False) if has_data else None
                     rows = restore_sqlite(connection, archive.file, manifest, progress, convert, skip)
+                loaded = _Loaded(True, safety, rows)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
             ) from None
+    if loaded.kept:
+        notes.append(f"Left alone, not in the backup and of no installed app: {', '.join(loaded.kept)}.")
     if apps.is_installed("django.contrib.contenttypes"):
         from django.contrib.contenttypes.models import ContentType
 
         ContentType.objects.clear_cache()
-    migrated = 0
-    if migrate:
-        out = io.StringIO()
+    migrated = loaded.migrated or 0
+    if migrate and loaded.migrated is None:
         try:
-            call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
+            migrated = _migrate_forward(database)
         except Exception as error:
             raise OpsError(
                 f"The backup was restored, but migrating it forward failed: {redact(str(error))}. "
                 "Fix the migration and run `python manage.py migrate`."
             ) from None
-        migrated = out.getvalue().count("  Applying ")
     return RestoreResult(
         name=archive.name,
         database=label,
         tables=len(manifest.tables) - len(skip),
-        rows=rows,
+        rows=loaded.rows,
         seconds=time.monotonic() - started,
         restored=True,
-        safety_backup=safety,
+        safety_backup=loaded.safety,
         migrated_forward=migrated,
-        jobs=jobs,
+        jobs=loaded.jobs,
         partial=scope,
+        notes=tuple(notes),
         # Restored, with tables left out (a cross-engine restore's search indexes): said, not failed.
         message=conversion.warning() if conversion is not None else "",
         warning=bool(conversion is not None and conversion.left_out),

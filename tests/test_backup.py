@@ -52,7 +52,10 @@ def test_backup__manifest_describes_the_database(scratch: ScratchDatabases, tmp_
     assert tables["fidelity_everything_tags"].rows == 1  # auto-created M2M table
     assert tables["auth_user"].model == "auth.User"
     assert len(tables["auth_user"].sha256) == 64
-    assert "django_migrations" not in tables
+    # A whole-database backup: the history's rows and the recorded schema (ops/engines/pg_schema.py).
+    assert tables["django_migrations"].model is None
+    assert tables["django_migrations"].rows == sum(len(names) for names in manifest.migrations.values())
+    assert "schema" in manifest.extra
     assert (result.tables, result.rows) == (len(manifest.tables), manifest.rows)
     assert path.stat().st_mode & 0o777 == 0o600
 

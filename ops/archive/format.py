@@ -448,13 +448,21 @@ class TableData:
 def iter_tables(
     source: Readable, manifest: Manifest, *, what: str = "The archive"
 ) -> Iterator[tuple[TableEntry, TableData]]:
-    """Each table of a verified archive with a reader of its rows; consume each before the next."""
+    """Each table of a verified archive with a reader of its rows; consume each before the next.
+
+    ``manifest`` may list only some of the archive's tables, in its order: the others are skipped.
+    """
     frames = _Frames(source, what)
     frames.header()
     for entry in manifest.tables:
-        kind, payload = frames.next()
-        if kind != b"T" or _json(payload, what).get("table") != entry.name:
-            raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
+        while True:
+            kind, payload = frames.next()
+            if kind != b"T":
+                raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
+            name = _json(payload, what).get("table")
+            if name == entry.name:
+                break
+            TableData(frames, TableEntry(str(name), (), 0, 0, ""), what).drain()
         data = TableData(frames, entry, what)
         yield entry, data
         data.drain()
@@ -476,22 +484,23 @@ class _PositionalReader:
 def table_offsets(fd: int, manifest: Manifest, *, what: str = "The archive") -> dict[str, int]:
     """Where each table of a verified archive file starts: its frames can then be read at will.
 
-    Reads only the frame headers (and table names), seeking past the data.
+    Reads only the frame headers (and table names), seeking past the data. ``manifest`` may list
+    only some of the archive's tables, in its order: the others are passed over.
     """
     offsets: dict[str, int] = {}
     offset = len(HEADER)
     for entry in manifest.tables:
         while True:
             head = os.pread(fd, _FRAME.size, offset)
-            if len(head) != _FRAME.size:
+            if len(head) != _FRAME.size or head[:1] in (b"M", TRAILER_MAGIC[:1]):
                 raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
             kind, length = _FRAME.unpack(head)
-            if kind == b"T":
+            if (
+                kind == b"T"
+                and _json(os.pread(fd, length, offset + _FRAME.size), what).get("table") == entry.name
+            ):
                 break
             offset += _FRAME.size + length
-        payload = os.pread(fd, length, offset + _FRAME.size)
-        if _json(payload, what).get("table") != entry.name:
-            raise CorruptArchive(f"{what} changed since it was verified. Restore it again.")
         offsets[entry.name] = offset
         offset += _FRAME.size + length
     return offsets

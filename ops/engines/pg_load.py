@@ -80,14 +80,22 @@ def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[No
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def drop_all_tables(connection: BaseDatabaseWrapper) -> int:
-    """Drop every table of the current schema: the restored database is the backup's, nothing else."""
+def drop_replaced_tables(connection: BaseDatabaseWrapper, replaced: set[str]) -> list[str]:
+    """Drop the tables of the current schema that the restore replaces; returns the others, kept.
+
+    ``replaced``: the backup's tables and the installed apps' model tables. Any other table (made by
+    another tool, or by ``RunSQL`` after the backup) is not the backup's to give back: left alone.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()")
-        names = [str(row[0]) for row in cursor.fetchall()]
-        if names:
-            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE")
-    return len(names)
+        cursor.execute(
+            "SELECT tablename, quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() "
+            "ORDER BY tablename"
+        )
+        tables = [(str(name), str(quoted)) for name, quoted in cursor.fetchall()]
+        dropped = [quoted for name, quoted in tables if name in replaced]
+        if dropped:
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(dropped)} CASCADE")
+    return [name for name, _ in tables if name not in replaced]
 
 
 @dataclass(frozen=True)

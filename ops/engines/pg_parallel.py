@@ -4,6 +4,11 @@ One transaction runs on one connection, and one connection keeps at most one CPU
 busy with COPY. With ``OPS["RESTORE_JOBS"]`` above 1 a restore therefore builds the backup's
 database *beside* the live one, in a private schema ``ops_restore_<hex>``, and swaps it in:
 
+A backup that recorded its schema (ops/engines/pg_schema.py) is rebuilt there from that record
+(``build_recorded``: tables, functions, views, then the rows, indexes, keys, checks, foreign keys,
+triggers and sequence values; no migration runs), and the swap moves its views, functions and free
+sequences along. An older backup is built by its migrations (``build``):
+
 1. migrations to the backup's recorded state, on a connection whose ``search_path`` is the private
    schema and then the live ones (for the types of extensions installed there); every name used
    resolves in the private schema first, and its ``django_migrations`` exists before any migration
@@ -42,13 +47,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import load_backend
 
 from ops.archive.format import Manifest, Readable, TableEntry, table_at, table_offsets
-from ops.engines import pg_copy, pg_load
+from ops.engines import pg_copy, pg_load, pg_schema
 from ops.engines.migration_state import migrate_to_recorded, standing_in
 from ops.errors import redact
 from ops.progress import ProgressCallback, TableProgress
@@ -194,6 +199,79 @@ def _build(
     return rows
 
 
+def build_recorded(
+    shadow: Shadow,
+    archive: BinaryIO,
+    manifest: Manifest,
+    schema: pg_schema.RecordedSchema,
+    jobs: int,
+    progress: ProgressCallback,
+) -> int:
+    """The backup's database in ``shadow`` from the schema it recorded (no migration runs).
+
+    As pg_restore does it: the tables, functions and views first, then the rows on ``jobs``
+    connections with each table's indexes built as soon as its rows are in, then the keys, checks,
+    foreign keys and triggers, then the sequences' values. Returns the rows loaded.
+    """
+    connection = shadow.connection
+    plan = pg_schema.plan(schema, pg_load.quote_ident(shadow.schema))
+    recorded = set(schema.tables)
+    missing = [entry.name for entry in manifest.tables if entry.name not in recorded]
+    if missing:
+        raise pg_schema.UnsafeDefinition(
+            f"The backup holds tables its recorded schema does not describe: {', '.join(missing)}."
+        )
+    # Each block one transaction: a commit (and its WAL flush) per statement cost more than the
+    # statements themselves on a schema of a hundred objects. Nothing here is live until the swap.
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        pg_schema.prepare_session(cursor)
+        pg_schema.execute(cursor, plan.before_load)
+    deferred = pg_load.DeferredDDL(plan.indexes, (), ())
+    rows = _load(shadow, archive, manifest, deferred, set(recorded), jobs, progress)
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        pg_schema.prepare_session(cursor)
+        pg_schema.execute(cursor, (*plan.attach, *plan.unvalidated))
+    _in_parallel(shadow, plan.validations, jobs)
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+        pg_schema.prepare_session(cursor)
+        pg_schema.execute(cursor, plan.rest)
+        pg_schema.set_sequences(cursor, plan)
+    return rows
+
+
+def _in_parallel(shadow: Shadow, statements: tuple[str, ...], jobs: int) -> None:
+    """Run ``statements`` (independent of each other) on up to ``jobs`` connections of their own."""
+    if not statements:
+        return
+    local = threading.local()
+    opened: list[Any] = []
+    lock = threading.Lock()
+
+    def run(statement: str) -> None:
+        if getattr(local, "connection", None) is None:
+            # The private schema's settings: search_path and the driver Django uses.
+            local.connection = pg_copy.connect(shadow.connection)
+            with lock:
+                opened.append(local.connection)
+        conn = local.connection
+        with shadow.connection.wrap_database_errors, pg_copy.transaction(conn), conn.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(statement)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="ops-validate") as pool:
+            for future in [pool.submit(run, statement) for statement in statements]:
+                future.result()
+    finally:
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 class _Aborted(Exception):
     """A stream of a split table stopped because another part of the load failed."""
 
@@ -290,6 +368,8 @@ def _load(
                 opened.append(local.connection)
             with pg_copy.transaction(local.connection), local.connection.cursor() as cursor:
                 cursor.execute("SET maintenance_work_mem = %s", [maintenance_work_mem])
+                # Private until the swap, whose commit flushes all of it: no flush per table here.
+                cursor.execute("SET synchronous_commit = off")
         return local.connection
 
     def qualified(entry: TableEntry) -> str:
@@ -379,6 +459,42 @@ def _load(
     return manifest.rows
 
 
+def shadow_tables(connection: BaseDatabaseWrapper, shadow: Shadow) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'p')",
+            [shadow.schema],
+        )
+        return {str(row[0]) for row in cursor.fetchall()}
+
+
+def drop_replaced_objects(connection: BaseDatabaseWrapper, shadow: Shadow) -> None:
+    """Drop the live views, functions and free sequences that ``shadow`` holds again (same names)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT live.relkind::text, quote_ident(live.relname) FROM pg_class live "
+            "JOIN pg_class new ON new.relname = live.relname AND new.relnamespace = %s::regnamespace "
+            "WHERE live.relnamespace = current_schema()::regnamespace AND live.relkind IN ('v', 'S') "
+            "AND new.relkind IN ('v', 'S') AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+            "WHERE d.classid = 'pg_class'::regclass AND d.objid = live.oid AND d.deptype IN ('a', 'i', 'e'))",
+            [shadow.schema],
+        )
+        for kind, name in cursor.fetchall():
+            cursor.execute(f"DROP {'VIEW' if kind == 'v' else 'SEQUENCE'} IF EXISTS {name} CASCADE")
+        cursor.execute(
+            "SELECT CASE live.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, "
+            "live.oid::regprocedure::text FROM pg_proc live JOIN pg_proc new ON new.proname = live.proname "
+            "AND new.pronamespace = %s::regnamespace "
+            "AND pg_get_function_identity_arguments(new.oid) = pg_get_function_identity_arguments(live.oid) "
+            "WHERE live.pronamespace = current_schema()::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+            "AND d.objid = live.oid AND d.deptype = 'e')",
+            [shadow.schema],
+        )
+        for kind, signature in cursor.fetchall():
+            cursor.execute(f"DROP {kind} IF EXISTS {signature} CASCADE")
+
+
 def swap_in(connection: BaseDatabaseWrapper, shadow: Shadow) -> None:
     """In the caller's transaction, after the live tables were dropped: move the new ones in."""
     with connection.cursor() as cursor:
@@ -401,4 +517,25 @@ def swap_in(connection: BaseDatabaseWrapper, shadow: Shadow) -> None:
             cursor.execute(f"ALTER EXTENSION {extension} SET SCHEMA {target}")
         for name in names:
             cursor.execute(f"ALTER TABLE {shadow.schema}.{name} SET SCHEMA {target}")
+        # A rebuilt recorded schema (build_recorded) also holds views, functions and sequences no
+        # table owns; migrations leave none there (``_FOREIGN_OBJECTS``), so this moves nothing then.
+        cursor.execute(
+            "SELECT c.relkind::text, quote_ident(c.relname) FROM pg_class c "
+            "WHERE c.relnamespace = %s::regnamespace AND (c.relkind = 'v' OR (c.relkind = 'S' "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+            "AND d.objid = c.oid AND d.deptype IN ('a', 'i')))) ORDER BY c.oid",
+            [shadow.schema],
+        )
+        for kind, name in cursor.fetchall():
+            what = "VIEW" if kind == "v" else "SEQUENCE"
+            cursor.execute(f"ALTER {what} {shadow.schema}.{name} SET SCHEMA {target}")
+        cursor.execute(
+            "SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text "
+            "FROM pg_proc p WHERE p.pronamespace = %s::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+            "AND d.objid = p.oid AND d.deptype = 'e') ORDER BY p.oid",
+            [shadow.schema],
+        )
+        for kind, signature in cursor.fetchall():
+            cursor.execute(f"ALTER {kind} {signature} SET SCHEMA {target}")
         cursor.execute(f"DROP SCHEMA {shadow.schema} RESTRICT")

@@ -173,6 +173,8 @@ class Command(OpsCommand):
                     f"{result.rows:,} rows in {result.seconds:.1f} s{safety}{partial}."
                 )
             )
+            for note in result.notes:
+                self.stdout.write(note)
         if result.warning and result.restored:
             self.stderr.write(self.style.WARNING(result.message))
         if options["media"] and result.restored:
