@@ -4,7 +4,6 @@ and runs in a project that is not this site; the README's settings table matches
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,6 +14,7 @@ import pytest
 
 from ops.conf import DEFAULTS
 from tests.postgres_server import PostgresServer
+from tests.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -48,18 +48,7 @@ def test_readme__settings_table_matches_the_defaults() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Built from a copy holding only what the package needs, so the checkout gets no build/ folder.
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "ops", source / "ops", ignore=shutil.ignore_patterns("__pycache__"))
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(source)],
-        check=True,
-    )
-    (built,) = dist.glob("*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.mark.slow

@@ -3,9 +3,10 @@
 A project's virtualenv holds its pinned requirements (``requirements-<project>.txt``) plus the
 database driver under test, and is cached by the hash of what went into it (under
 ``$OPS_REALWORLD_CACHE``, default ``~/.cache/ops-realworld``), so only the first run pays for the
-install. ``ops`` is importable there from a folder that holds nothing but a link to
-this repository's ``ops/`` (not ``api/`` nor the project's settings): the project sees the toolkit
-as a user who installed it would, and nothing else of ours.
+install. ``ops`` goes in as a user installs it: ``pip install`` of the wheel built from this
+checkout (tests/wheel.py), reinstalled in every test run so the venv always has today's code. The
+wheel holds ``ops`` alone (not ``api/`` nor the project's settings): the project sees the toolkit
+and nothing else of ours.
 
 The driver: ``OPS_TEST_DRIVER`` (``psycopg2``, the default, or ``psycopg`` for psycopg 3). Django
 uses psycopg 3 whenever it is installed, so the psycopg2 leg's virtualenv does not have it.
@@ -19,8 +20,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.wheel import build_wheel
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parent.parent
@@ -42,16 +46,14 @@ def cache_dir() -> Path:
     return path
 
 
-def ops_path() -> Path:
-    """A folder holding only ``ops`` (a link to the repository's): the project's PYTHONPATH."""
-    folder = cache_dir() / f"opspath-{hashlib.sha256(str(REPOSITORY).encode()).hexdigest()[:12]}"
-    folder.mkdir(exist_ok=True)
-    link = folder / "ops"
-    if not link.is_symlink() or link.resolve() != REPOSITORY / "ops":
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(REPOSITORY / "ops", target_is_directory=True)
-    return folder
+_WHEEL: list[Path] = []
+
+
+def ops_wheel() -> Path:
+    """This checkout's wheel of ops, built once per test process."""
+    if not _WHEEL:
+        _WHEEL.append(build_wheel(Path(tempfile.mkdtemp(prefix="ops-realworld-wheel-"))))
+    return _WHEEL[0]
 
 
 def virtualenv(project: str, driver_name: str) -> Path:
@@ -62,13 +64,17 @@ def virtualenv(project: str, driver_name: str) -> Path:
         :16
     ]
     venv = cache_dir() / f"venv-{project}-{driver_name}-{key}"
-    if (venv / "ready").exists():
-        return venv
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(HERE / f"requirements-{project}.txt"), *extra], check=True)
-    (venv / "ready").write_text(key)
+    if not (venv / "ready").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([*pip, "-r", str(HERE / f"requirements-{project}.txt"), *extra], check=True)
+        (venv / "ready").write_text(key)
+    # Today's ops, as a user installs it; its dependencies are already pinned in the venv.
+    installed = venv / "ops-wheel"
+    if not installed.exists() or installed.read_text() != str(ops_wheel()):
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ops_wheel())], check=True)
+        installed.write_text(str(ops_wheel()))
     return venv
 
 
@@ -90,7 +96,6 @@ class Project:
             if not key.startswith(("DJANGO_", "DATABASE_", "PYTHON")) and key != "VIRTUAL_ENV"
         }
         env.update(
-            PYTHONPATH=str(ops_path()),
             DJANGO_SETTINGS_MODULE=self.settings,
             DATABASE_URL=database_url,
             OPS_BACKUP_DIR=str(self.backups),
