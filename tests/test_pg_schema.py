@@ -21,10 +21,10 @@ from ops.restore import run_restore
 from tests.commands import run_command
 from tests.fidelity.data import fingerprint, populate
 from tests.ops_databases import ScratchDatabases
+from tests.postgres_server import client_bindir
 
 pytestmark = pytest.mark.usefixtures("backup_dir")
 
-PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
 
 # What a project has beside its models: made by RunSQL, another tool, or an app no longer installed.
 EXTRA_SCHEMA = r"""
@@ -77,8 +77,13 @@ def rows(alias: str, sql: str) -> list[tuple[Any, ...]]:
 
 def schema_dump(scratch: ScratchDatabases, alias: str) -> str:
     """``pg_dump --schema-only``, normalised only for the schema name (none differs here)."""
+    (major,) = rows(alias, "SELECT current_setting('server_version_num')::int / 10000")[0]
+    pg_dump = str(client_bindir(int(major)) / "pg_dump")
+    # Releases since August 2025 print a random \restrict key unless given one; older ones have none.
+    help_text = subprocess.run([pg_dump, "--help"], check=True, capture_output=True, text=True).stdout
+    restrict = ["--restrict-key=ops"] if "--restrict-key" in help_text else []
     output = subprocess.run(
-        [PG_DUMP, "--schema-only", "--no-owner", "--restrict-key=ops", "-d", scratch.url(alias)],
+        [pg_dump, "--schema-only", "--no-owner", *restrict, "-d", scratch.url(alias)],
         check=True,
         capture_output=True,
         text=True,
