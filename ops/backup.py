@@ -36,13 +36,14 @@ from ops.alerts import note_backup_skipped
 from ops.archive.copy_text import encode_rows
 from ops.archive.files import atomic_file, output_path
 from ops.archive.format import ArchiveWriter, Column, Manifest, TableEntry, Writable
+from ops.command import is_connection_error, unusable_database_text
 from ops.conf import ops_setting
 from ops.engines import pg_copy, pg_schema
 from ops.engines.migration_state import squashed_applied
 from ops.engines.pg_load import quote_ident
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.media.backup import MediaOptions, recording_media
+from ops.media.backup import MediaOptions, recorded_media_text, recording_media
 from ops.progress import ProgressCallback, TableProgress, no_progress
 from ops.repository.backups import (
     FULL,
@@ -53,6 +54,7 @@ from ops.repository.backups import (
     new_backup_name,
 )
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
+from ops.repository.listing import human_size
 from ops.repository.signing import signing_key_from_environment
 
 _SQLITE_BATCH = 2000
@@ -94,6 +96,51 @@ class BackupResult:
             "signed": self.signed,
         }
 
+    def summary_line(self) -> str:
+        """What `backup` says when it is done (text format, verbosity 1+)."""
+        media = f"; {recorded_media_text(self.media)}" if self.media and self.media["files"] else ""
+        if self.kind == PARTIAL:
+            media += "; partial: it restores only its own tables, and --latest never picks it"
+        return (
+            f"Backup {self.name}: {human_size(self.size)}, {self.tables} tables, "
+            f"{self.rows:,} rows in {self.seconds:.1f} s ({self.location}){media}."
+        )
+
+
+def check_backup_options(
+    *,
+    list_backups: bool,
+    verify: str | None,
+    prune_only: bool,
+    output: str | None,
+    dry_run: bool,
+    prune: bool,
+    with_media: bool,
+    latest: bool,
+    include_empty: bool,
+) -> None:
+    """Refuse the combinations of `backup`'s options that make no sense (exit 2), before any work."""
+    chosen = {"--list": list_backups, "--verify": verify is not None, "--prune-only": prune_only}
+    modes = [flag for flag, on in chosen.items() if on]
+    if len(modes) > 1 or (modes and output is not None):
+        taken = [*modes, "-o"] if output is not None else modes
+        raise OpsConfigurationError(f"{' and '.join(taken)} cannot be combined: choose one.")
+    if dry_run and not (prune or prune_only):
+        raise OpsConfigurationError("--dry-run goes with --prune or --prune-only.")
+    if prune and (modes or output is not None):
+        raise OpsConfigurationError("--prune prunes the repository after a backup into it: drop -o.")
+    if with_media and (modes or output is not None):
+        raise OpsConfigurationError(
+            "--with-media stores the files beside a backup in the repository: drop -o, --list, "
+            "--verify and --prune-only."
+        )
+    if latest and verify is None:
+        raise OpsConfigurationError("--latest goes with --verify (restore --latest restores).")
+    if include_empty and not latest:
+        raise OpsConfigurationError("--include-empty goes with --verify --latest.")
+    if verify is not None and bool(verify) == latest:
+        raise OpsConfigurationError("Name the backup to verify, or use --latest, not both.")
+
 
 class EmptyDatabase(OpsError):
     """The database holds no user data, and the backup was asked to hold some."""
@@ -112,6 +159,9 @@ def tables_hold_user_data(database: str, tables: Sequence[ModelTable]) -> bool:
                     if cursor.fetchone():
                         return True
     except (DatabaseError, sqlite3.Error) as error:
+        if is_connection_error(error):
+            # The start command's first question: say which database cannot be reached, and why.
+            raise OpsError(redact(unusable_database_text(error, database))) from None
         raise OpsError(f"Reading the database failed: {redact(str(error).strip())}") from None
     return False
 

@@ -72,6 +72,23 @@ def _database_label(database: str | None) -> str:
     return f"database {database!r}{where}"
 
 
+def unusable_database_text(error: BaseException, database: str | None) -> str:
+    """The one line for a database that cannot be reached or used (connection refused, gone)."""
+    return (
+        f"Cannot use {_database_label(database)}: {_sentence(one_line(str(error)))} Check that "
+        "the server is running and reachable, and the DATABASE_URL (or DATABASES) settings."
+    )
+
+
+def is_connection_error(error: BaseException) -> bool:
+    driver_errors = _driver_errors()
+    return isinstance(error, (OperationalError, InterfaceError)) or bool(
+        driver_errors
+        and isinstance(error, driver_errors)
+        and type(error).__name__ in {"OperationalError", "InterfaceError"}
+    )
+
+
 def command_error_for(error: BaseException, *, database: str | None = None) -> CommandError | None:
     """The one-line CommandError for ``error``, or None for a failure this cannot explain."""
     if isinstance(error, CommandError):
@@ -89,16 +106,8 @@ def command_error_for(error: BaseException, *, database: str | None = None) -> C
     if isinstance(error, SuspiciousOperation):
         return CommandError(f"Refused an unsafe name or path: {one_line(str(error))}", returncode=CANNOT_RUN)
     driver_errors = _driver_errors()
-    if isinstance(error, (OperationalError, InterfaceError)) or (
-        driver_errors
-        and isinstance(error, driver_errors)
-        and type(error).__name__ in {"OperationalError", "InterfaceError"}
-    ):
-        return CommandError(
-            f"Cannot use {_database_label(database)}: {_sentence(one_line(str(error)))} Check that "
-            "the server is running and reachable, and the DATABASE_URL (or DATABASES) settings.",
-            returncode=FAILED,
-        )
+    if is_connection_error(error):
+        return CommandError(unusable_database_text(error, database), returncode=FAILED)
     if isinstance(error, DatabaseError) or (driver_errors and isinstance(error, driver_errors)):
         return CommandError(
             f"The {_database_label(database)} refused an operation: {_sentence(one_line(str(error)))}",

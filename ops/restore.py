@@ -117,6 +117,15 @@ class RestoreResult:
     # Lines for the summary: tables left alone or kept, history of apps not installed.
     notes: tuple[str, ...] = ()
 
+    def summary_line(self) -> str:
+        """What `restore` says when it restored (text format, verbosity 1+)."""
+        safety = f"; safety backup {self.safety_backup}" if self.safety_backup else ""
+        partial = f" (partial backup: {self.partial})" if self.partial else ""
+        return (
+            f"Restored {self.name} into {self.database}: {self.tables} tables, "
+            f"{self.rows:,} rows in {self.seconds:.1f} s{safety}{partial}."
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -131,6 +140,38 @@ class RestoreResult:
             "partial": self.partial,
             "notes": list(self.notes),
         }
+
+
+def check_restore_options(
+    *,
+    source: str | None,
+    latest: bool,
+    undo: bool,
+    if_empty: bool,
+    include_empty: bool,
+    media: bool,
+    media_only: bool,
+    dry_run: bool,
+) -> None:
+    """Refuse the combinations of `restore`'s options that make no sense (exit 2), before any work."""
+    chosen = [bool(source), latest, undo].count(True)
+    if chosen == 0:
+        raise OpsConfigurationError(
+            "Name a backup (`backup --list` shows them), a file or - (stdin), or use --latest or --undo."
+        )
+    if chosen > 1:
+        raise OpsConfigurationError("Name a backup (or a file, or -), or use --latest or --undo, not both.")
+    if undo and (media_only or if_empty):
+        raise OpsConfigurationError("--undo goes with neither --media-only nor --if-empty.")
+    if include_empty and not latest:
+        raise OpsConfigurationError("--include-empty goes with --latest.")
+    if (media or media_only) and (source == "-" or (source and Path(source).is_file())):
+        raise OpsConfigurationError(
+            "--media and --media-only read a backup in the repository (its media manifest): "
+            "name one, or use --latest."
+        )
+    if dry_run and not media_only:
+        raise OpsConfigurationError("--dry-run goes with --media-only.")
 
 
 @dataclass(frozen=True)

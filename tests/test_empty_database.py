@@ -178,6 +178,6 @@ def test_restore__if_empty_on_an_unreachable_database_is_a_clean_error(scratch: 
 
     # The start command's deploy log shows what is wrong, not a traceback.
     assert error.returncode == 1
-    assert str(error).startswith("Reading the database failed:")
+    assert str(error).startswith(f"Cannot use database {alias!r}")
     assert "ops_no_such_database" in str(error)
     assert "does not exist" in str(error)

@@ -1068,12 +1068,12 @@ def test_render_free_plan__a_free_database_s_life_fine_expired_then_recreated_em
         timeout=120,
     )
     assert failed.returncode != 0
-    assert "Reading the database failed" in failed.stdout
+    assert "Cannot use database 'default'" in failed.stdout
     assert "not currently accepting connections" in failed.stdout
     assert "Traceback" not in failed.stdout
     (failure,) = [ping for ping in alerts.pings if ping.path == CHECK_PATH + "/fail"]
     assert failure.body.startswith("restore failed on kidoo-backend")
-    assert "(exit 1): Reading the database failed" in failure.body
+    assert "(exit 1): Cannot use database 'default'" in failure.body
     assert pg_server.password == "" or pg_server.password not in failure.body
 
     # Deleted, and recreated empty (by Render, or by you): the next start restores the newest backup.

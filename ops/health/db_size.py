@@ -454,6 +454,17 @@ def evaluate(report: SizeReport, warn_at: float | None, fail_at: float | None) -
 # Media (Cloudinary)
 
 
+def over_threshold(report: SizeReport, warn_at: float | None, fail_at: float | None) -> OpsError | None:
+    """The error `db_size --warn-at/--fail-at` exits with (1) when ``evaluate`` found it over."""
+    if report.status == "ok":
+        return None
+    threshold = fail_at if report.status == "failure" else warn_at
+    return OpsError(
+        f"{report.status}: the database uses {report.used_percent:.1f}% of its plan limit "
+        f"(threshold {threshold:g}%). Free space or move to a bigger plan."
+    )
+
+
 def media_usage() -> MediaUsage:
     """Cloudinary's usage report for the configured account: one Admin API call."""
     require_extra("cloudinary", "cloudinary", "db_size --media (Cloudinary usage)")

@@ -93,6 +93,7 @@ from ops.repository.backups import (
     fetch_part,
 )
 from ops.repository.encryption import ByteReader, decrypting, decryption_identities, encrypting
+from ops.repository.listing import human_size
 from ops.repository.stores import RetryPolicy, _is_transient
 from ops.repository.verify import check_authentic
 
@@ -971,3 +972,34 @@ def restore_media(
         result.from_media_root += 1
     result.seconds = time.monotonic() - started
     return result
+
+
+def recorded_media_text(media: dict[str, Any]) -> str:
+    """What a backup's summary line says of its media manifest's counts: counts only."""
+    problems = [f"{media[key]} {key}" for key in ("missing", "unchecked") if media.get(key)]
+    state = f"; {', '.join(problems)}" if problems else ""
+    stored = f", {media['stored_files']} stored" if media.get("with_files") else ""
+    calls = f"; {media['api_calls']} Admin API calls" if media.get("api_calls") else ""
+    return (
+        f"media: {media['files']} files referenced ({human_size(int(media['bytes']))}{state}){stored}{calls}"
+    )
+
+
+def restored_media_text(media: MediaRestoreResult) -> str:
+    """The summary line of a media restore (or of its dry run)."""
+    action = "would restore" if media.dry_run else "restored"
+    sources = f" ({media.from_backup} from the backup, {media.from_media_root} from MEDIA_ROOT)"
+    extra = [f"{media.unavailable} unavailable"]
+    if media.missing_at_backup:
+        extra.append(f"{media.missing_at_backup} already missing when the backup was taken")
+    if media.failed:
+        extra.append(f"{media.failed} failed")
+    if media.unsafe:
+        extra.append(f"{media.unsafe} skipped as unsafe (names outside the media storage)")
+    if media.not_installed:
+        extra.append(f"{media.not_installed} of fields no longer installed")
+    calls = f"; {media.api_calls} Admin API calls" if media.api_calls else ""
+    return (
+        f"Media of {media.backup}: {media.files} files referenced: {media.restored} {action}{sources}, "
+        f"{media.already_present} already present, {', '.join(extra)}{calls}."
+    )

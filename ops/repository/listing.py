@@ -79,3 +79,21 @@ def backups_table(backups: Sequence[BackupInfo]) -> list[str]:
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def listing_lines(backups: Sequence[BackupInfo], location: str, *, verbosity: int) -> list[str]:
+    """What `backup --list` prints: the table, then (verbosity 1+) a count with what is special."""
+    if not backups:
+        return [f"No backups in the {location}."]
+    lines = backups_table(backups)
+    if verbosity >= 1:
+        complete = [backup for backup in backups if backup.complete]
+        empty = sum(1 for backup in complete if not backup.holds_data)
+        notes = [f"{empty} of an empty database"] if empty else []
+        for kind in ("partial", "safety"):
+            count = sum(1 for backup in complete if backup.kind == kind)
+            if count:
+                notes.append(f"{count} {kind}")
+        note = f" ({', '.join(notes)})" if notes else ""
+        lines.append(f"{len(complete)} backup(s){note} in the {location}.")
+    return lines

@@ -16,6 +16,7 @@ from typing import Any
 from ops.conf import ops_setting
 from ops.errors import OpsError, redact
 from ops.repository.backups import FULL, SAFETY, BackupInfo, BackupRepository
+from ops.repository.listing import human_size
 from ops.repository.retention import RetentionPolicy, plan_retention, plan_safety_retention
 
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
@@ -85,6 +86,46 @@ class PruneResult:
     @property
     def failed(self) -> list[PruneEntry]:
         return [entry for entry in self.entries if entry.error is not None]
+
+    def failure_lines(self) -> list[str]:
+        return [f"Could not delete {entry.name}: {entry.error}" for entry in self.failed]
+
+    def lines(self, verbosity: int) -> list[str]:
+        """What `backup --prune` prints: each backup's fate (dry run or -v 2), then a summary."""
+        lines = []
+        if self.dry_run or verbosity >= 2:
+            width = max((len(entry.name) for entry in self.entries), default=0)
+            for entry in self.entries:
+                if entry.action == "keep":
+                    action = "keep"
+                elif self.dry_run:
+                    action = "would delete"
+                else:
+                    action = "deleted" if entry.deleted else "NOT deleted"
+                lines.append(f"  {action:<12}  {entry.name:<{width}}  {entry.reason}")
+        if verbosity >= 1:
+            freed = human_size(sum(entry.size for entry in self.to_delete))
+            if self.dry_run:
+                lines.append(
+                    f"Dry run: would delete {len(self.to_delete)} and keep {len(self.kept)} "
+                    f"backup(s) in the {self.location} ({freed}); nothing was deleted."
+                )
+            else:
+                lines.append(
+                    f"Pruned the {self.location}: deleted {len(self.deleted)} backup(s) ({freed}), "
+                    f"kept {len(self.kept)}."
+                )
+        return lines
+
+    def failure(self) -> OpsError | None:
+        """The error the prune ends with when a deletion failed (the others went ahead)."""
+        if not self.failed:
+            return None
+        names = ", ".join(entry.name for entry in self.failed)
+        return OpsError(
+            f"Pruning could not delete {names} (see above); the other backups were pruned. "
+            "Run the prune again later; the backups are still listed until then."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from typing import Any
 from ops.archive.format import Manifest, Readable, verify_archive
 from ops.repository.backups import BackupInfo, BackupRepository, CorruptBackup, PartsReader
 from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository.listing import human_size
 from ops.repository.signing import check_signature, signing_key_from_environment
 
 
@@ -38,6 +39,19 @@ class VerifyResult:
     backup: BackupInfo
     # Its manifest's signature was checked with the configured key (unset: not checked).
     signature_checked: bool = False
+
+    def summary_line(self, media: tuple[int, int] | None = None) -> str:
+        """What `backup --verify` says; ``media``: the files its media stream lists and stores."""
+        encrypted = "encrypted, " if self.encrypted else ""
+        if self.signature_checked:
+            encrypted += "signed by this deployment's key, "
+        data = "" if self.holds_data else "; it holds no user data"
+        if media is not None:
+            data += f"; media: {media[0]} files listed, {media[1]} stored"
+        return (
+            f"Backup {self.name} is intact: {self.parts} part(s), {human_size(self.size)}, "
+            f"{encrypted}{self.tables} tables, {self.rows:,} rows, every checksum matches{data}."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

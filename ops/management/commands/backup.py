@@ -1,30 +1,18 @@
 import json
 from typing import Any
 
-from django.core.management.base import CommandError, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.alerts import alerting
-from ops.backup import BackupResult, run_backup
+from ops.backup import check_backup_options, run_backup
 from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
 from ops.repository.backups import configured_repository
-from ops.repository.listing import backup_records, backups_table, human_size
-from ops.repository.prune import PruneResult, prune_repository
+from ops.repository.listing import backup_records, listing_lines
+from ops.repository.prune import prune_repository
 from ops.repository.verify import verify_backup
-
-
-def media_text(media: dict[str, Any]) -> str:
-    """What the summary line says of a backup's media (ops/media/backup.py): counts only."""
-    problems = [f"{media[key]} {key}" for key in ("missing", "unchecked") if media.get(key)]
-    state = f"; {', '.join(problems)}" if problems else ""
-    stored = f", {media['stored_files']} stored" if media.get("with_files") else ""
-    calls = f"; {media['api_calls']} Admin API calls" if media.get("api_calls") else ""
-    return (
-        f"media: {media['files']} files referenced ({human_size(int(media['bytes']))}{state}){stored}{calls}"
-    )
 
 
 class Command(OpsCommand):
@@ -108,32 +96,18 @@ class Command(OpsCommand):
 
     @alerting("backup")
     def handle(self, *args, **options):
-        chosen = {
-            "--list": options["list"],
-            "--verify": options["verify"] is not None,
-            "--prune-only": options["prune_only"],
-        }
-        modes = [flag for flag, on in chosen.items() if on]
-        if len(modes) > 1 or (modes and options["output"] is not None):
-            taken = [*modes, "-o"] if options["output"] is not None else modes
-            raise CommandError(f"{' and '.join(taken)} cannot be combined: choose one.", returncode=2)
-        if options["dry_run"] and not (options["prune"] or options["prune_only"]):
-            raise CommandError("--dry-run goes with --prune or --prune-only.", returncode=2)
-        if options["prune"] and (modes or options["output"] is not None):
-            raise CommandError("--prune prunes the repository after a backup into it: drop -o.", returncode=2)
-        if options["with_media"] and (modes or options["output"] is not None):
-            raise CommandError(
-                "--with-media stores the files beside a backup in the repository: drop -o, --list, "
-                "--verify and --prune-only.",
-                returncode=2,
-            )
-        if options["latest"] and options["verify"] is None:
-            raise CommandError("--latest goes with --verify (restore --latest restores).", returncode=2)
-        if options["include_empty"] and not options["latest"]:
-            raise CommandError("--include-empty goes with --verify --latest.", returncode=2)
-        if options["verify"] is not None and bool(options["verify"]) == options["latest"]:
-            raise CommandError("Name the backup to verify, or use --latest, not both.", returncode=2)
         try:
+            check_backup_options(
+                list_backups=options["list"],
+                verify=options["verify"],
+                prune_only=options["prune_only"],
+                output=options["output"],
+                dry_run=options["dry_run"],
+                prune=options["prune"],
+                with_media=options["with_media"],
+                latest=options["latest"],
+                include_empty=options["include_empty"],
+            )
             if options["list"]:
                 self.list_backups(options)
             elif options["verify"] is not None:
@@ -151,21 +125,8 @@ class Command(OpsCommand):
         if options["format"] == "json":
             self.stdout.write(json.dumps(backup_records(backups), indent=2))
             return
-        if not backups:
-            self.stdout.write(f"No backups in the {repository.description}.")
-            return
-        for line in backups_table(backups):
+        for line in listing_lines(backups, repository.description, verbosity=options["verbosity"]):
             self.stdout.write(line)
-        if options["verbosity"] >= 1:
-            complete = [backup for backup in backups if backup.complete]
-            empty = sum(1 for backup in complete if not backup.holds_data)
-            notes = [f"{empty} of an empty database"] if empty else []
-            for kind in ("partial", "safety"):
-                count = sum(1 for backup in complete if backup.kind == kind)
-                if count:
-                    notes.append(f"{count} {kind}")
-            note = f" ({', '.join(notes)})" if notes else ""
-            self.stdout.write(f"{len(complete)} backup(s){note} in the {repository.description}.")
 
     def verify(self, options: dict[str, Any]) -> None:
         repository = configured_repository(options["database"])
@@ -181,60 +142,21 @@ class Command(OpsCommand):
             media_dict = None if media is None else vars(media)
             self.stdout.write(json.dumps({**result.as_dict(), "media": media_dict}, indent=2))
         elif options["verbosity"] >= 1:
-            encrypted = "encrypted, " if result.encrypted else ""
-            if result.signature_checked:
-                encrypted += "signed by this deployment's key, "
-            data = "" if result.holds_data else "; it holds no user data"
-            if media is not None:
-                data += f"; media: {media.files} files listed, {media.stored_files} stored"
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Backup {result.name} is intact: {result.parts} part(s), {human_size(result.size)}, "
-                    f"{encrypted}{result.tables} tables, {result.rows:,} rows, every checksum "
-                    f"matches{data}."
-                )
-            )
+            counts = None if media is None else (media.files, media.stored_files)
+            self.stdout.write(self.style.SUCCESS(result.summary_line(counts)))
 
     def prune(self, options: dict[str, Any], report: dict[str, Any]) -> None:
         result = prune_repository(configured_repository(options["database"]), dry_run=options["dry_run"])
         if options["format"] == "json":
             self.stdout.write(json.dumps({**report, "prune": result.as_dict()}, indent=2))
         else:
-            self.print_prune(result, options["verbosity"])
-        if result.failed:
-            names = ", ".join(entry.name for entry in result.failed)
-            raise CommandError(
-                f"Pruning could not delete {names} (see above); the other backups were pruned. "
-                "Run the prune again later; the backups are still listed until then.",
-                returncode=1,
-            )
-
-    def print_prune(self, result: PruneResult, verbosity: int) -> None:
-        for entry in result.failed:
-            self.stderr.write(f"Could not delete {entry.name}: {entry.error}")
-        if result.dry_run or verbosity >= 2:
-            width = max((len(entry.name) for entry in result.entries), default=0)
-            for entry in result.entries:
-                if entry.action == "keep":
-                    action = "keep"
-                elif result.dry_run:
-                    action = "would delete"
-                else:
-                    action = "deleted" if entry.deleted else "NOT deleted"
-                self.stdout.write(f"  {action:<12}  {entry.name:<{width}}  {entry.reason}")
-        if verbosity >= 1:
-            freed = human_size(sum(entry.size for entry in result.to_delete))
-            if result.dry_run:
-                summary = (
-                    f"Dry run: would delete {len(result.to_delete)} and keep {len(result.kept)} "
-                    f"backup(s) in the {result.location} ({freed}); nothing was deleted."
-                )
-            else:
-                summary = (
-                    f"Pruned the {result.location}: deleted {len(result.deleted)} backup(s) ({freed}), "
-                    f"kept {len(result.kept)}."
-                )
-            self.stdout.write(summary)
+            for line in result.failure_lines():
+                self.stderr.write(line)
+            for line in result.lines(options["verbosity"]):
+                self.stdout.write(line)
+        failure = result.failure()
+        if failure is not None:
+            raise failure
 
     def backup(self, options: dict[str, Any]) -> None:
         to_stdout = options["output"] == "-"
@@ -276,20 +198,9 @@ class Command(OpsCommand):
             return
         if options["prune"]:
             if options["format"] == "text" and options["verbosity"] >= 1:
-                self.print_backup(messages, result)
+                messages.write(self.style.SUCCESS(result.summary_line()))
             self.prune(options, result.as_dict() if options["format"] == "json" else {})
         elif options["format"] == "json":
             messages.write(json.dumps(result.as_dict(), indent=2))
         elif options["verbosity"] >= 1:
-            self.print_backup(messages, result)
-
-    def print_backup(self, messages: OutputWrapper, result: BackupResult) -> None:
-        media = f"; {media_text(result.media)}" if result.media and result.media["files"] else ""
-        if result.kind == "partial":
-            media += "; partial: it restores only its own tables, and --latest never picks it"
-        messages.write(
-            self.style.SUCCESS(
-                f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "
-                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location}){media}."
-            )
-        )
+            messages.write(self.style.SUCCESS(result.summary_line()))

@@ -1,6 +1,5 @@
 import json
 
-from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ops.command import FORMAT_HELP, OpsCommand
@@ -61,10 +60,6 @@ class Command(OpsCommand):
                 self.stdout.write(line)
         if options["record"] and verbosity >= 1 and options["format"] == "text":
             self.stdout.write(self.style.SUCCESS(db_size.recorded_line(report)))
-        if report.status != "ok":
-            threshold = options["fail_at"] if report.status == "failure" else options["warn_at"]
-            raise CommandError(
-                f"{report.status}: the database uses {report.used_percent:.1f}% of its plan limit "
-                f"(threshold {threshold:g}%). Free space or move to a bigger plan.",
-                returncode=1,
-            )
+        over = db_size.over_threshold(report, options["warn_at"], options["fail_at"])
+        if over is not None:
+            raise as_command_error(over)

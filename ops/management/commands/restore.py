@@ -1,6 +1,5 @@
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -9,9 +8,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from ops.alerts import alerting
 from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
-from ops.media.backup import MediaRestoreResult, restore_media
+from ops.media.backup import MediaRestoreResult, restore_media, restored_media_text
 from ops.progress import ProgressPrinter
-from ops.restore import run_restore
+from ops.restore import check_restore_options, run_restore
 
 
 class Command(OpsCommand):
@@ -101,31 +100,20 @@ class Command(OpsCommand):
 
     @alerting("restore")
     def handle(self, *args, **options):
-        chosen = [bool(options["source"]), options["latest"], options["undo"]].count(True)
-        if chosen == 0:
-            raise CommandError(
-                "Name a backup (`backup --list` shows them), a file or - (stdin), or use --latest or --undo.",
-                returncode=2,
-            )
-        if chosen > 1:
-            raise CommandError(
-                "Name a backup (or a file, or -), or use --latest or --undo, not both.", returncode=2
-            )
-        if options["undo"] and (options["media_only"] or options["if_empty"]):
-            raise CommandError("--undo goes with neither --media-only nor --if-empty.", returncode=2)
-        if options["include_empty"] and not options["latest"]:
-            raise CommandError("--include-empty goes with --latest.", returncode=2)
         source = options["source"]
-        if (options["media"] or options["media_only"]) and (
-            source == "-" or (source and Path(source).is_file())
-        ):
-            raise CommandError(
-                "--media and --media-only read a backup in the repository (its media manifest): "
-                "name one, or use --latest.",
-                returncode=2,
+        try:
+            check_restore_options(
+                source=source,
+                latest=options["latest"],
+                undo=options["undo"],
+                if_empty=options["if_empty"],
+                include_empty=options["include_empty"],
+                media=options["media"],
+                media_only=options["media_only"],
+                dry_run=options["dry_run"],
             )
-        if options["dry_run"] and not options["media_only"]:
-            raise CommandError("--dry-run goes with --media-only.", returncode=2)
+        except OpsError as error:
+            raise as_command_error(error) from None
         if options["media_only"]:
             self.restore_media(options, source)
             return
@@ -165,14 +153,7 @@ class Command(OpsCommand):
             if options["verbosity"] >= 1:
                 self.stdout.write(result.message)
         elif options["verbosity"] >= 1:
-            safety = f"; safety backup {result.safety_backup}" if result.safety_backup else ""
-            partial = f" (partial backup: {result.partial})" if result.partial else ""
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Restored {result.name} into {result.database}: {result.tables} tables, "
-                    f"{result.rows:,} rows in {result.seconds:.1f} s{safety}{partial}."
-                )
-            )
+            self.stdout.write(self.style.SUCCESS(result.summary_line()))
             for note in result.notes:
                 self.stdout.write(note)
         if result.warning and result.restored:
@@ -209,7 +190,7 @@ class Command(OpsCommand):
             if not restored_database:  # else the caller prints it with the restore's result
                 self.stdout.write(json.dumps({"media": media.as_dict()}, indent=2))
         elif options["verbosity"] >= 1:
-            self.stdout.write(media_summary(media))
+            self.stdout.write(restored_media_text(media))
         if media.unavailable or media.failed or media.unsafe:
             self.stderr.write(
                 self.style.WARNING(
@@ -223,22 +204,3 @@ class Command(OpsCommand):
                 "Some media uploads failed; run the command again to retry them.", returncode=1
             )
         return media
-
-
-def media_summary(media: MediaRestoreResult) -> str:
-    action = "would restore" if media.dry_run else "restored"
-    sources = f" ({media.from_backup} from the backup, {media.from_media_root} from MEDIA_ROOT)"
-    extra = [f"{media.unavailable} unavailable"]
-    if media.missing_at_backup:
-        extra.append(f"{media.missing_at_backup} already missing when the backup was taken")
-    if media.failed:
-        extra.append(f"{media.failed} failed")
-    if media.unsafe:
-        extra.append(f"{media.unsafe} skipped as unsafe (names outside the media storage)")
-    if media.not_installed:
-        extra.append(f"{media.not_installed} of fields no longer installed")
-    calls = f"; {media.api_calls} Admin API calls" if media.api_calls else ""
-    return (
-        f"Media of {media.backup}: {media.files} files referenced: {media.restored} {action}{sources}, "
-        f"{media.already_present} already present, {', '.join(extra)}{calls}."
-    )
