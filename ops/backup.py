@@ -29,6 +29,7 @@ from typing import IO, Any, cast
 import django
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from pyrage import x25519
 
 from ops.archive.copy_text import encode_rows
 from ops.archive.files import atomic_file, output_path
@@ -39,7 +40,12 @@ from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.media.backup import MediaOptions, recording_media
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository.backups import BackupRepository, configured_repository, new_backup_name
+from ops.repository.backups import (
+    BackupRepository,
+    configured_repository,
+    local_backup_folder,
+    new_backup_name,
+)
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
 
 _COPY_BUFFER = 1024 * 1024
@@ -302,6 +308,8 @@ def run_backup(
     progress: ProgressCallback = no_progress,
     skip_empty: bool = False,
     with_media: bool = False,
+    replace: bool = False,
+    encrypt: bool = True,
 ) -> BackupResult:
     """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``).
 
@@ -310,6 +318,9 @@ def run_backup(
     backups are of an empty database; they must not become what ``restore --latest`` finds nor
     take retention slots. Files and streams (``-o``) are always written: the caller chose them.
     Repository backups also record the media files referenced; ``with_media`` stores them too.
+    ``replace``: ``-o PATH`` may replace an existing regular file (ops/archive/files.py).
+    ``encrypt``: files and streams are encrypted when age recipients are configured (False: never);
+    ``message`` then says whether the file is encrypted.
     """
     started = time.monotonic()
     check_supported(connections[database])
@@ -319,20 +330,23 @@ def run_backup(
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
         return _skipped(database, started)
     media: dict[str, Any] | None = None
+    message = ""
     if output == "-" or stream is not None:
         if stream is None:
             raise OpsConfigurationError("-o - needs a stream to write to.")
+        recipients, message = _file_encryption(encrypt)
         counter = _CountingWriter(stream)
         name = new_backup_name(reason)
-        manifest = write_archive(database, counter, tables, progress=progress)
-        location, size, encrypted = "standard output", counter.size, False
+        manifest = _write_file(database, counter, tables, recipients, progress)
+        location, size, encrypted = "standard output", counter.size, recipients is not None
     elif output is not None:
+        recipients, message = _file_encryption(encrypt)
         name = new_backup_name(reason)
-        path = output_path(output, name)
-        with atomic_file(path) as handle:
+        path = output_path(output, name, replace=replace, forbidden=(local_backup_folder(),))
+        with atomic_file(path, replace=replace) as handle:
             counter = _CountingWriter(handle)
-            manifest = write_archive(database, counter, tables, progress=progress)
-        location, size, encrypted, name = str(path), counter.size, False, path.name
+            manifest = _write_file(database, counter, tables, recipients, progress)
+        location, size, encrypted, name = str(path), counter.size, recipients is not None, path.name
     else:
         repository = configured_repository(database)
         try:
@@ -360,7 +374,44 @@ def run_backup(
         holds_data=manifest.holds_data,
         encrypted=encrypted,
         media=media,
+        message=message,
     )
+
+
+def _file_encryption(encrypt: bool) -> tuple[tuple[x25519.Recipient, ...] | None, str]:
+    """The recipients a file or stream (``-o``) is encrypted to, or None and why it is not.
+
+    Files leave the repository's protection as easily as backups leave the server: with recipients
+    configured they are encrypted too, unless the caller opts out (``--no-encrypt``) explicitly.
+    """
+    if not encrypt:
+        return None, "NOT encrypted (--no-encrypt)"
+    keys = encryption_keys_from_environment()
+    if keys is None:
+        return None, (
+            f"NOT encrypted: no age recipients are configured ({ops_setting('ENCRYPTION_RECIPIENTS_ENV')})"
+        )
+    if not keys.recipients:
+        # Passphrase mode stores each backup's key beside it; a single file has no "beside".
+        raise OpsConfigurationError(
+            "Backups are encrypted with a passphrase, which a single file (-o) cannot carry. "
+            f"Set age recipients ({ops_setting('ENCRYPTION_RECIPIENTS_ENV')}), back up into the "
+            "repository, or pass --no-encrypt to write the file in plaintext."
+        )
+    return keys.recipients, f"encrypted to {len(keys.recipients)} age recipient(s)"
+
+
+def _write_file(
+    database: str,
+    sink: _CountingWriter,
+    tables: Sequence[ModelTable],
+    recipients: tuple[x25519.Recipient, ...] | None,
+    progress: ProgressCallback,
+) -> Manifest:
+    if recipients is None:
+        return write_archive(database, sink, tables, progress=progress)
+    with encrypting(cast(IO[bytes], sink), recipients) as encrypted:
+        return write_archive(database, encrypted, tables, progress=progress)
 
 
 def _skipped(database: str, started: float) -> BackupResult:

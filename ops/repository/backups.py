@@ -434,21 +434,26 @@ def cloudinary_is_configured() -> bool:
     return bool(config.cloud_name and config.api_key and config.api_secret)
 
 
+def local_backup_folder() -> Path:
+    """OPS['BACKUP_DIR'] as an absolute path (relative to BASE_DIR): the local repository's folder."""
+    from django.conf import settings
+
+    directory = Path(str(ops_setting("BACKUP_DIR")))
+    if not directory.is_absolute():
+        directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
+    return directory
+
+
 def configured_repository(database: str = "default") -> BackupRepository:
     """The repository OPS['BACKUP_REPOSITORY'] names: "local", "cloudinary" or "storage:<alias>".
 
     Unset: Cloudinary when its credentials are configured (an instance's disk does not survive a
     deploy), else the local folder OPS['BACKUP_DIR'].
     """
-    from django.conf import settings
-
     choice = ops_setting("BACKUP_REPOSITORY") or ("cloudinary" if cloudinary_is_configured() else "local")
     namespace = default_namespace(database)
     if choice == "local":
-        directory = Path(str(ops_setting("BACKUP_DIR")))
-        if not directory.is_absolute():
-            directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
-        return BackupRepository(LocalFolderStore(directory))
+        return BackupRepository(LocalFolderStore(local_backup_folder()))
     if choice == "cloudinary":
         if not cloudinary_is_configured():
             raise OpsConfigurationError(

@@ -60,7 +60,14 @@ class Command(BaseCommand):
             "--force",
             action="store_true",
             help="Back up into the repository even when the database holds no user data "
-            "(such a backup is otherwise skipped with a warning, exit 0).",
+            "(such a backup is otherwise skipped with a warning, exit 0). With -o PATH: replace "
+            "an existing regular file.",
+        )
+        parser.add_argument(
+            "--no-encrypt",
+            action="store_false",
+            dest="encrypt",
+            help="With -o: write the file in plaintext even when age recipients are configured.",
         )
         parser.add_argument(
             "--prune",
@@ -121,6 +128,10 @@ class Command(BaseCommand):
                 "--with-media stores the files beside a backup in the repository: drop -o, --list, "
                 "--verify and --prune-only.",
                 returncode=2,
+            )
+        if not options["encrypt"] and options["output"] is None:
+            raise CommandError(
+                "--no-encrypt goes with -o (repository backups follow its policy).", returncode=2
             )
         if options["latest"] and options["verify"] is None:
             raise CommandError("--latest goes with --verify (restore --latest restores).", returncode=2)
@@ -248,6 +259,8 @@ class Command(BaseCommand):
                 progress=progress,
                 skip_empty=not options["force"],
                 with_media=options["with_media"],
+                replace=options["force"],
+                encrypt=options["encrypt"],
             )
         finally:
             progress.done()
@@ -273,9 +286,11 @@ class Command(BaseCommand):
 
     def print_backup(self, messages: OutputWrapper, result: BackupResult) -> None:
         media = f"; {media_text(result.media)}" if result.media and result.media["files"] else ""
+        # -o: whether the file is encrypted, in the line people read (ops/backup.py says why).
+        note = f"; {result.message}" if result.message else ""
         messages.write(
             self.style.SUCCESS(
                 f"Backup {result.name}: {human_size(result.size)}, {result.tables} tables, "
-                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location}){media}."
+                f"{result.rows:,} rows in {result.seconds:.1f} s ({result.location}){media}{note}."
             )
         )
