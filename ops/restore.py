@@ -209,12 +209,16 @@ def _restore_postgres(
                 # Built on one connection instead, as below; the private schema is already gone.
                 stack.close()
                 shadow, jobs = None, 1
+        live = pg_load.live_tables(connection)
         with transaction.atomic(using=database):
             with connection.cursor() as cursor:
                 # One snapshot for the emptiness check and the safety backup, taken after the lock.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            # Before the snapshot, held to COMMIT: what the safety backup holds is exactly what the
+            # swap replaces; writes wait and land in the restored tables.
+            pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
             has_data = holds_user_data(database)
             if if_empty and has_data:
                 return False, None, 0, jobs
