@@ -17,6 +17,7 @@ stream (``-o -``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import sqlite3
@@ -47,6 +48,7 @@ from ops.repository.backups import (
     new_backup_name,
 )
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
+from ops.repository.posture import repository_concerns
 
 _COPY_BUFFER = 1024 * 1024
 _SQLITE_BATCH = 2000
@@ -65,6 +67,8 @@ class BackupResult:
     # True: the database held no user data and nothing was written (``skip_empty``); see message.
     skipped: bool = False
     message: str = ""
+    # Repository backups: how they would be lost or leaked as configured (ops.W001-W003).
+    warnings: tuple[str, ...] = ()
     # Repository backups: the media manifest's counts (ops/media/backup.py), None otherwise.
     media: dict[str, Any] | None = None
 
@@ -81,6 +85,7 @@ class BackupResult:
             "skipped": self.skipped,
             "message": self.message,
             "media": self.media,
+            "warnings": list(self.warnings),
         }
 
 
@@ -308,7 +313,7 @@ def run_backup(
     progress: ProgressCallback = no_progress,
     skip_empty: bool = False,
     with_media: bool = False,
-    replace: bool = False,
+    overwrite: bool = False,
     encrypt: bool = True,
 ) -> BackupResult:
     """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``).
@@ -318,7 +323,7 @@ def run_backup(
     backups are of an empty database; they must not become what ``restore --latest`` finds nor
     take retention slots. Files and streams (``-o``) are always written: the caller chose them.
     Repository backups also record the media files referenced; ``with_media`` stores them too.
-    ``replace``: ``-o PATH`` may replace an existing regular file (ops/archive/files.py).
+    ``overwrite``: ``-o PATH`` may replace an existing regular file (ops/archive/files.py).
     ``encrypt``: files and streams are encrypted when age recipients are configured (False: never);
     ``message`` then says whether the file is encrypted.
     """
@@ -327,8 +332,9 @@ def run_backup(
     tables = model_tables(database, include=include, exclude=exclude)
     to_repository = output is None and stream is None
     # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
+    warnings = tuple(concern.text() for concern in repository_concerns()) if to_repository else ()
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
-        return _skipped(database, started)
+        return dataclasses.replace(_skipped(database, started), warnings=warnings)
     media: dict[str, Any] | None = None
     message = ""
     if output == "-" or stream is not None:
@@ -342,8 +348,8 @@ def run_backup(
     elif output is not None:
         recipients, message = _file_encryption(encrypt)
         name = new_backup_name(reason)
-        path = output_path(output, name, replace=replace, forbidden=(local_backup_folder(),))
-        with atomic_file(path, replace=replace) as handle:
+        path = output_path(output, name, replace=overwrite, forbidden=(local_backup_folder(),))
+        with atomic_file(path, replace=overwrite) as handle:
             counter = _CountingWriter(handle)
             manifest = _write_file(database, counter, tables, recipients, progress)
         location, size, encrypted, name = str(path), counter.size, recipients is not None, path.name
@@ -361,7 +367,7 @@ def run_backup(
             )
         except EmptyDatabase:
             # Emptied between the look and the snapshot: the snapshot's verdict stands.
-            return _skipped(database, started)
+            return dataclasses.replace(_skipped(database, started), warnings=warnings)
         info = repository.info(name)
         location, size, media = repository.description, info.size, info.summary.get("media")
     return BackupResult(
@@ -375,6 +381,7 @@ def run_backup(
         encrypted=encrypted,
         media=media,
         message=message,
+        warnings=warnings,
     )
 
 

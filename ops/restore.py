@@ -46,8 +46,8 @@ from ops.engines.sqlite_load import restore_sqlite
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
 from ops.progress import ProgressCallback, TableProgress, no_progress
-from ops.repository.backups import BackupNotFound, BackupRepository, configured_repository
-from ops.repository.encryption import decrypting, decryption_identities, is_age_encrypted
+from ops.repository.backups import BackupNotFound, BackupRepository, CorruptBackup, configured_repository
+from ops.repository.encryption import AGE_MAGIC, decrypting, decryption_identities, is_age_encrypted
 
 Confirm = Callable[[str], bool]
 
@@ -72,6 +72,8 @@ class RestoreResult:
     jobs: int = 1
     # Not restored, and worth a look: --if-empty --latest found no backup to restore.
     warning: bool = False
+    # Said on stderr whatever the outcome: a damaged newer backup passed over by --latest.
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class RestoreResult:
             "safety_backup": self.safety_backup,
             "jobs": self.jobs,
             "message": self.message,
+            "warnings": list(self.warnings),
         }
 
 
@@ -115,6 +118,68 @@ def _plaintext(handle: BinaryIO, wrapped_identity: bytes | None) -> Iterator[Bin
         yield cast(BinaryIO, plain)
 
 
+class _Tee:
+    """Reads ``source`` and writes every byte read to ``copy``."""
+
+    def __init__(self, source: Readable, copy: IO[bytes]) -> None:
+        self._source = source
+        self._copy = copy
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self._copy.write(data)
+        return data
+
+
+class _Prefixed:
+    """``head``, then the rest of ``source``: bytes peeked at are read again."""
+
+    def __init__(self, head: bytes, source: Readable) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            data = self._head if size < 0 or size >= len(self._head) else self._head[:size]
+            self._head = self._head[len(data) :]
+            return data
+        return self._source.read(size)
+
+
+@dataclass(frozen=True)
+class _Spooled:
+    manifest: Manifest
+    file: BinaryIO
+
+
+def _read_head(source: Readable, size: int) -> bytes:
+    head = b""
+    while len(head) < size and (chunk := source.read(size - len(head))):
+        head += chunk
+    return head
+
+
+@contextlib.contextmanager
+def _verified_stdin(source: Readable) -> Iterator[_Spooled]:
+    """Standard input verified while it is spooled (decrypted first when it is an age file).
+
+    Stdin cannot be read twice, so the load reads the spool; the verification reads the stream
+    as it arrives and raises at the first byte that is not what the archive format allows.
+    """
+    what = "Backup standard input"
+    head = _read_head(source, len(AGE_MAGIC))
+    stream: Readable = _Prefixed(head, source)
+    with tempfile.TemporaryFile(prefix="ops-restore-") as spool:
+        if is_age_encrypted(head):
+            with decrypting(stream, decryption_identities(None)) as plain:
+                manifest = verify_archive(_Tee(plain, spool), what=what)
+        else:
+            manifest = verify_archive(_Tee(stream, spool), what=what)
+        spool.flush()
+        spool.seek(0)
+        yield _Spooled(manifest, cast(BinaryIO, spool))
+
+
 @contextlib.contextmanager
 def open_archive(
     database: str,
@@ -134,11 +199,11 @@ def open_archive(
             handle = cast(BinaryIO, stack.enter_context(repository.spooled(backup)))
             wrapped = repository.wrapped_identity(backup)
         elif source == "-":
-            name = "standard input"
-            # Read once, verified, then loaded: stdin cannot be read twice, so it is spooled.
-            handle = cast(BinaryIO, stack.enter_context(tempfile.TemporaryFile(prefix="ops-restore-")))
-            _copy(stdin if stdin is not None else sys.stdin.buffer, handle)
-            handle.seek(0)
+            # Verified as it is read and spooled: a foreign or damaged stream is refused at its
+            # first bad byte, not after all of it was copied to disk.
+            spool = stack.enter_context(_verified_stdin(stdin if stdin is not None else sys.stdin.buffer))
+            yield OpenedArchive("standard input", spool.manifest, spool.file)
+            return
         elif source is not None:
             name = Path(source).name
             try:
@@ -200,8 +265,9 @@ def _restore_postgres(
     lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
     with lock, contextlib.ExitStack() as stack:
         shadow, rows = None, 0
+        # Whatever this restore's path: a private schema a killed restore left is dropped.
+        pg_parallel.drop_leftovers(connection)
         if jobs > 1:
-            pg_parallel.drop_leftovers(connection)
             try:
                 shadow = stack.enter_context(pg_parallel.shadow_schema(database))
                 rows = pg_parallel.build(shadow, database, archive.file, manifest, jobs, progress)
@@ -282,10 +348,11 @@ def run_restore(
         label = _describe(connection)
         message = f"Database {label} already holds data: nothing restored."
         return RestoreResult(source or "latest", label, 0, 0, 0.0, restored=False, message=message)
+    warnings: tuple[str, ...] = ()
     if latest:
         repository = configured_repository(database)
         try:
-            source, latest = repository.latest(with_data=not include_empty).name, False
+            choice = repository.newest_intact(with_data=not include_empty)
         except BackupNotFound as error:
             if not if_empty:
                 raise
@@ -294,6 +361,16 @@ def run_restore(
             label = _describe(connection)
             message = f"Database {label} is empty and nothing was restored: {error}"
             return RestoreResult("", label, 0, 0, 0.0, restored=False, message=message, warning=True)
+        if choice.damaged and not if_empty:
+            # By hand, a person decides: the damaged newest is named, and the intact one to use.
+            newest = choice.damaged[0]
+            raise CorruptBackup(
+                f"The newest backup {newest.name} is damaged ({newest.damage}). The newest intact one "
+                f"is {choice.backup.name}: restore it by name, or take a new backup."
+            )
+        # The start command goes on with the newest intact backup, loudly: a site that does not
+        # start is worse than a restore of the backup before.
+        source, latest, warnings = choice.backup.name, False, tuple(choice.warnings())
     with open_archive(database, source, latest=latest, stdin=stdin, repository=repository) as archive:
         manifest = archive.manifest
         for index, entry in enumerate(manifest.tables, start=1):
@@ -364,4 +441,5 @@ def run_restore(
         safety_backup=safety,
         migrated_forward=migrated,
         jobs=jobs,
+        warnings=warnings,
     )

@@ -22,7 +22,7 @@ import hashlib
 import json
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +32,9 @@ from ops.errors import OpsConfigurationError, OpsError
 from ops.repository.stores import (
     CloudinaryStore,
     DjangoStorageStore,
+    Leftover,
     LocalFolderStore,
+    NamespacedFolderStore,
     ObjectNotFound,
     ObjectStore,
     StoredObject,
@@ -181,6 +183,9 @@ class BackupInfo:
     # Set when a manifest exists but cannot be read (damaged, or written by another format version):
     # such a backup is not "never completed", and no prune may take it for abandoned parts.
     unreadable: str | None = None
+    # Set by ``backups()`` when the manifest lists an object the store does not hold (whole):
+    # such a backup lists, marked, but is never trusted as the latest (``newest_intact``).
+    damage: str | None = None
 
     @property
     def holds_data(self) -> bool:
@@ -202,6 +207,7 @@ class BackupInfo:
             "tables": self.summary.get("tables"),
             "rows": self.summary.get("rows"),
             "reason": self.summary.get("reason"),
+            "damage": self.damage,
         }
 
 
@@ -287,13 +293,18 @@ class BackupRepository:
         return groups
 
     def backups(self, *, include_incomplete: bool = False) -> list[BackupInfo]:
-        """Every backup, newest first. One store listing, plus one read per complete backup."""
+        """Every backup, newest first. One store listing, plus one read per complete backup.
+
+        Each complete backup's ``damage`` says what of it the listing lacks (None: all there).
+        """
         backups = []
         for name, objects in self._group().items():
             keys = {obj.key for obj in objects}
             if f"{name}/{MANIFEST}" in keys:
                 try:
-                    backups.append(self.info(name))
+                    info = self.info(name)
+                    present = {obj.key: obj.size for obj in objects}
+                    backups.append(replace(info, damage=missing_objects(info, present)))
                 except CorruptBackup as error:
                     if include_incomplete:
                         backups.append(replace(self._incomplete(name, objects), unreadable=str(error)))
@@ -352,6 +363,41 @@ class BackupRepository:
             "and OPS['BACKUP_NAMESPACE']."
         )
 
+    # --- intact before trusted (issue 14, finding 9): a listing, no download ---------------------
+
+    def newest_intact(self, *, with_data: bool = True) -> IntactChoice:
+        """The newest intact backup ``latest`` would consider, and the newer damaged ones it passed.
+
+        Intact: the manifest and every object it lists are in the store, at their recorded sizes
+        (one listing; checksums are checked as the parts are read). Raises BackupNotFound, naming
+        the damaged ones, when none is intact.
+        """
+        candidates = [b for b in self.backups() if b.holds_data or not with_data]
+        if not candidates:
+            self.latest(with_data=with_data)  # raises BackupNotFound, saying why
+        damaged: list[BackupInfo] = []
+        for backup in candidates:
+            if backup.damage is None:
+                return IntactChoice(backup, tuple(damaged))
+            damaged.append(backup)
+        raise BackupNotFound(
+            f"Every backup in the {self.description} that could be restored is damaged "
+            f"({'; '.join(f'{b.name}: {b.damage}' for b in damaged)}). "
+            "`python manage.py backup --list` marks them; take a new backup."
+        )
+
+    def in_shared_layout(self, name: str) -> bool:
+        """Whether ``name`` is in the flat layout every database shared (local folders of old)."""
+        return isinstance(self.store, NamespacedFolderStore) and self.store.in_flat_layout(name)
+
+    def leftovers(self) -> Sequence[Leftover]:
+        """Temporary files killed writes left (local folders only: other stores have none)."""
+        return self.store.leftovers() if isinstance(self.store, LocalFolderStore) else ()
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        if isinstance(self.store, LocalFolderStore):
+            self.store.remove_leftover(leftover)
+
     def pick(self, name: str | None, *, latest: bool = False, include_empty: bool = False) -> BackupInfo:
         """Backup ``name``, or with ``latest`` the newest that holds data (``include_empty``: the newest)."""
         if latest:
@@ -392,6 +438,34 @@ class BackupRepository:
         if manifest in keys:
             self.store.delete([manifest])
         self.store.delete([key for key in keys if key != manifest])
+
+
+def missing_objects(backup: BackupInfo, present: Mapping[str, int]) -> str | None:
+    """What of ``backup`` the store's listing ``present`` (key -> size) lacks, or None."""
+    for part in backup.parts:
+        size = present.get(part.key)
+        if size is None:
+            return f"its part {part.key} is missing"
+        if size != part.size:
+            return f"its part {part.key} holds {size} bytes, its manifest says {part.size}"
+    if backup.encryption == "age-passphrase" and f"{backup.name}/{WRAPPED_IDENTITY}" not in present:
+        return f"its key {backup.name}/{WRAPPED_IDENTITY} is missing"
+    return None
+
+
+@dataclass(frozen=True)
+class IntactChoice:
+    """The newest intact backup, and the newer ones passed over because they are damaged."""
+
+    backup: BackupInfo
+    damaged: tuple[BackupInfo, ...] = ()
+
+    def warnings(self) -> list[str]:
+        return [
+            f"The newer backup {b.name} is damaged ({b.damage}); using {self.backup.name}, the newest "
+            "intact one. Take a new backup, and delete the damaged one once checked."
+            for b in self.damaged
+        ]
 
 
 class BackupUnderConstruction:
@@ -453,7 +527,8 @@ def configured_repository(database: str = "default") -> BackupRepository:
     choice = ops_setting("BACKUP_REPOSITORY") or ("cloudinary" if cloudinary_is_configured() else "local")
     namespace = default_namespace(database)
     if choice == "local":
-        return BackupRepository(LocalFolderStore(local_backup_folder()))
+        # A folder per database, as on Cloudinary: one database's prune never reaches another's.
+        return BackupRepository(NamespacedFolderStore(local_backup_folder(), namespace))
     if choice == "cloudinary":
         if not cloudinary_is_configured():
             raise OpsConfigurationError(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ops.repository.backups import BackupInfo
+from ops.repository.stores import Leftover
 
 HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "DATA")
 
@@ -47,7 +48,7 @@ def _row(backup: BackupInfo) -> tuple[str, ...]:
         count("tables"),
         count("rows"),
         "yes" if backup.encrypted else "NO",
-        "yes" if backup.holds_data else "EMPTY",
+        "DAMAGED" if backup.damage else "yes" if backup.holds_data else "EMPTY",
     )
 
 
@@ -64,3 +65,18 @@ def backups_table(backups: Sequence[BackupInfo]) -> list[str]:
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def leftover_lines(leftovers: Sequence[Leftover], now: dt.datetime | None = None) -> list[str]:
+    """``backup --list -v 2``: the temporary files killed writes left (a prune removes old ones)."""
+    now = now or dt.datetime.now(dt.UTC)
+    lines = []
+    for item in leftovers:
+        hours = (now - item.modified).total_seconds() / 3600
+        lines.append(f"leftover {item.key}: {human_size(item.size)}, {hours:.1f} h old")
+    return lines
+
+
+def damage_lines(backups: Sequence[BackupInfo]) -> list[str]:
+    """One line per damaged backup, saying what is missing (the table only marks them)."""
+    return [f"{backup.name} is DAMAGED: {backup.damage}." for backup in backups if backup.damage]

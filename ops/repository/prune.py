@@ -17,8 +17,11 @@ from ops.conf import ops_setting
 from ops.errors import OpsError, redact
 from ops.repository.backups import BackupInfo, BackupRepository
 from ops.repository.retention import RetentionPolicy, plan_retention
+from ops.repository.stores import Leftover
 
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
+# A part is written in seconds: a temporary file this old belongs to a write that was killed.
+LEFTOVER_AGE = dt.timedelta(hours=1)
 
 
 def configured_policy() -> RetentionPolicy:
@@ -66,6 +69,8 @@ class PruneResult:
     policy: RetentionPolicy
     # Newest first, as the repository lists them.
     entries: tuple[PruneEntry, ...]
+    # Temporary files of killed writes, older than LEFTOVER_AGE: removed (a dry run: would be).
+    leftovers: tuple[Leftover, ...] = ()
 
     @property
     def kept(self) -> list[PruneEntry]:
@@ -97,6 +102,7 @@ class PruneResult:
             "deleted": len(self.deleted),
             "failed": len(self.failed),
             "backups": [entry.as_dict() for entry in self.entries],
+            "leftovers": [{"key": item.key, "size": item.size} for item in self.leftovers],
         }
 
 
@@ -127,12 +133,18 @@ def prune_repository(
     # A manifest this code cannot read (a rollback to older code, a damaged file) is left for a
     # person to look at: deleting it as "abandoned" could take every newer backup with data.
     unreadable = [b for b in listed if b.unreadable is not None and b not in foreign]
-    foreign_names = {b.name for b in foreign} | {b.name for b in unreadable}
+    # The flat layout every database shared (old local folders): whose they are is unknown, so no
+    # database's prune takes them.
+    shared = [b for b in listed if repository.in_shared_layout(b.name) and b not in foreign]
+    foreign_names = {b.name for b in foreign} | {b.name for b in unreadable} | {b.name for b in shared}
     plan = plan_retention([b for b in listed if b.name not in foreign_names], policy, now=now)
     decided = {b.name: _entry(b, "keep", plan.reasons[b.name]) for b in plan.keep}
     decided.update({b.name: _entry(b, "delete", plan.reasons[b.name]) for b in plan.delete})
     decided.update({b.name: _entry(b, "keep", "not a backup name: left alone") for b in foreign})
     decided.update({b.name: _entry(b, "keep", "unreadable manifest: left alone") for b in unreadable})
+    decided.update(
+        {b.name: _entry(b, "keep", "flat layout shared by every database: left alone") for b in shared}
+    )
     if not dry_run:
         # Oldest first: an interrupted prune has removed what mattered least.
         for backup in reversed(plan.delete):
@@ -142,9 +154,14 @@ def prune_repository(
                 decided[backup.name] = replace(decided[backup.name], error=redact(str(error)))
             else:
                 decided[backup.name] = replace(decided[backup.name], deleted=True)
+    stale = [item for item in repository.leftovers() if now - item.modified > LEFTOVER_AGE]
+    if not dry_run:
+        for item in stale:
+            repository.remove_leftover(item)
     return PruneResult(
         location=repository.description,
         dry_run=dry_run,
         policy=policy,
         entries=tuple(decided[b.name] for b in listed),
+        leftovers=tuple(stale),
     )

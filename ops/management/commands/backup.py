@@ -9,7 +9,7 @@ from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
 from ops.repository.backups import configured_repository
-from ops.repository.listing import backup_record, backups_table, human_size
+from ops.repository.listing import backup_record, backups_table, damage_lines, human_size, leftover_lines
 from ops.repository.prune import PruneResult, prune_repository
 from ops.repository.verify import verify_backup
 
@@ -157,11 +157,16 @@ class Command(BaseCommand):
         if options["format"] == "json":
             self.stdout.write(json.dumps([backup_record(backup) for backup in backups], indent=2))
             return
-        if not backups:
+        if not backups and not (options["verbosity"] >= 2 and repository.leftovers()):
             self.stdout.write(f"No backups in the {repository.description}.")
             return
         for line in backups_table(backups):
             self.stdout.write(line)
+        for line in damage_lines(backups):
+            self.stderr.write(self.style.WARNING(line))
+        if options["verbosity"] >= 2:
+            for line in leftover_lines(repository.leftovers()):
+                self.stdout.write(line)
         if options["verbosity"] >= 1:
             complete = [backup for backup in backups if backup.complete]
             empty = sum(1 for backup in complete if not backup.holds_data)
@@ -212,6 +217,9 @@ class Command(BaseCommand):
         for entry in result.failed:
             self.stderr.write(f"Could not delete {entry.name}: {entry.error}")
         if result.dry_run or verbosity >= 2:
+            for item in result.leftovers:
+                action = "would delete" if result.dry_run else "deleted"
+                self.stdout.write(f"  {action:<12}  {item.key}  leftover of a killed write, over an hour old")
             width = max((len(entry.name) for entry in result.entries), default=0)
             for entry in result.entries:
                 if entry.action == "keep":
@@ -259,11 +267,13 @@ class Command(BaseCommand):
                 progress=progress,
                 skip_empty=not options["force"],
                 with_media=options["with_media"],
-                replace=options["force"],
+                overwrite=options["force"],
                 encrypt=options["encrypt"],
             )
         finally:
             progress.done()
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(warning))
         for warning in (result.media or {}).get("warnings", []):
             self.stderr.write(self.style.WARNING(f"Media: {warning}"))
         if stream is not None:
