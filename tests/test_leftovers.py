@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,9 @@ from pyrage import x25519
 
 from ops.archive.format import CorruptArchive
 from ops.backup import run_backup
+from ops.repository.backups import configured_repository, default_namespace
 from ops.restore import run_restore
+from tests.commands import run_command
 from tests.fidelity.data import fingerprint
 from tests.ops_databases import ScratchDatabases
 
@@ -133,3 +137,31 @@ def test_restore__stdin_encrypted_archive_is_verified_while_decrypted(
         assert run_restore(target, "-", stdin=stdin).restored
 
     assert fingerprint(target) == fingerprint(source)
+
+
+def test_prune__removes_tmp_parts_over_an_hour_old_and_list_v2_shows_them(
+    scratch: ScratchDatabases, backup_dir: Path
+) -> None:
+    alias = scratch.postgres()
+    User.objects.db_manager(alias).create_user("ada", "a@example.org", "pw")
+    run_command("backup", database=alias, verbosity=0)
+    [backup] = configured_repository(alias).backups()
+    folder = backup_dir / default_namespace(alias) / backup.name
+    # What a backup killed mid-part leaves (LocalFolderStore.put), two hours ago and just now.
+    old, fresh = folder / ".tmp-killed", folder / ".tmp-writing"
+    old.write_bytes(bytes(8 * 1024 * 1024))
+    fresh.write_bytes(b"a part being written")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(old, (two_hours_ago, two_hours_ago))
+
+    listed, _ = run_command("backup", database=alias, list=True, verbosity=2)
+    terse, _ = run_command("backup", database=alias, list=True)
+    pruned, _ = run_command("backup", database=alias, prune_only=True, verbosity=2)
+
+    assert f"leftover {backup.name}/.tmp-killed: 8.0 MB, 2.0 h old" in listed
+    assert f"leftover {backup.name}/.tmp-writing: 20 B, 0.0 h old" in listed
+    assert "leftover" not in terse
+    assert f"deleted       {backup.name}/.tmp-killed  leftover of a killed write" in pruned
+    assert not old.exists()
+    assert fresh.exists()
+    assert configured_repository(alias).backups()[0].name == backup.name

@@ -103,3 +103,15 @@ def test_local_repository__flat_layout_backups_still_list_restore_and_are_left_b
     out, _ = run_command("restore", old, database=target, interactive=False)
     assert f"Restored {old} into" in out
     assert fingerprint(target) == fingerprint(source)
+
+
+def test_local_repository__undo_logs_of_the_flat_layout_are_still_read_by_key(
+    scratch: ScratchDatabases, backup_dir: Path
+) -> None:
+    alias = scratch.postgres()
+    (backup_dir / "undo").mkdir(parents=True)
+    (backup_dir / "undo" / "normalize_media_urls-default-x.jsonl.zst").write_bytes(b"an old undo log")
+    store = configured_repository(alias).store
+
+    assert store.get("undo/normalize_media_urls-default-x.jsonl.zst") == b"an old undo log"
+    assert [obj.key for obj in store.list()] == []

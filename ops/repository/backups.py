@@ -528,7 +528,8 @@ def configured_repository(database: str = "default") -> BackupRepository:
     namespace = default_namespace(database)
     if choice == "local":
         # A folder per database, as on Cloudinary: one database's prune never reaches another's.
-        return BackupRepository(NamespacedFolderStore(local_backup_folder(), namespace))
+        store = NamespacedFolderStore(local_backup_folder(), namespace, shared_prefixes=[UNDO_PREFIX])
+        return BackupRepository(store)
     if choice == "cloudinary":
         if not cloudinary_is_configured():
             raise OpsConfigurationError(

@@ -202,13 +202,17 @@ class NamespacedFolderStore(LocalFolderStore):
     only ever reaches the database's own folder).
     """
 
-    def __init__(self, folder: Path, namespace: str) -> None:
+    def __init__(self, folder: Path, namespace: str, *, shared_prefixes: Sequence[str] = ()) -> None:
         super().__init__(folder / check_key(namespace))
         self.folder = folder
         self.namespace = namespace
+        # Other objects the flat layout held (undo logs): still read by key from there.
+        self.shared_prefixes = frozenset(shared_prefixes)
 
     def _flat_path(self, key: str) -> Path | None:
         name, _, rest = check_key(key).partition("/")
+        if rest and name in self.shared_prefixes:
+            return self.folder / key
         if not rest or "/" in rest or not FLAT_BACKUP_NAME.fullmatch(name):
             return None
         return self.folder / key
