@@ -410,8 +410,38 @@ def run_restore(
                         message=f"Database {label} already holds data: nothing restored.",
                     )
             else:
-                safety = _safety_backup(database, in_transaction=False) if has_data else None
-                rows = restore_sqlite(connection, archive.file, manifest, progress, convert)
+                safety_names: list[str] = []
+
+                def under_lock() -> bool:
+                    # Writers are locked out: the emptiness check and the safety backup see what
+                    # the swap replaces.
+                    holds = holds_user_data(database)
+                    if if_empty and holds:
+                        return False
+                    if holds:
+                        safety_names.append(_safety_backup(database, in_transaction=False))
+                    return True
+
+                loaded = restore_sqlite(
+                    connection,
+                    archive.file,
+                    manifest,
+                    progress,
+                    convert,
+                    under_lock=under_lock,
+                    lock_timeout=float(ops_setting("RESTORE_LOCK_TIMEOUT")),
+                )
+                if loaded is None:
+                    return RestoreResult(
+                        archive.name,
+                        label,
+                        0,
+                        0,
+                        time.monotonic() - started,
+                        restored=False,
+                        message=f"Database {label} already holds data: nothing restored.",
+                    )
+                rows, safety = loaded, (safety_names[0] if safety_names else None)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
