@@ -17,6 +17,7 @@ stream (``-o -``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -31,6 +32,7 @@ from typing import IO, Any, cast
 import django
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from pyrage import x25519
 
 from ops.alerts import note_backup_skipped
 from ops.archive.copy_text import encode_rows
@@ -51,10 +53,12 @@ from ops.repository.backups import (
     SAFETY,
     BackupRepository,
     configured_repository,
+    local_backup_folder,
     new_backup_name,
 )
 from ops.repository.encryption import encrypting, encryption_keys_from_environment, prepare_encryption
 from ops.repository.listing import human_size
+from ops.repository.posture import repository_concerns
 from ops.repository.signing import signing_key_from_environment
 
 _SQLITE_BATCH = 2000
@@ -73,6 +77,8 @@ class BackupResult:
     # True: the database held no user data and nothing was written (``skip_empty``); see message.
     skipped: bool = False
     message: str = ""
+    # Repository backups: how they would be lost or leaked as configured (ops.W001-W003).
+    warnings: tuple[str, ...] = ()
     # Repository backups: the media manifest's counts (ops/media/backup.py), None otherwise.
     media: dict[str, Any] | None = None
     # full, or partial (--include/--exclude): a partial backup restores only its own tables.
@@ -94,6 +100,7 @@ class BackupResult:
             "media": self.media,
             "kind": self.kind,
             "signed": self.signed,
+            "warnings": list(self.warnings),
         }
 
     def summary_line(self) -> str:
@@ -101,9 +108,11 @@ class BackupResult:
         media = f"; {recorded_media_text(self.media)}" if self.media and self.media["files"] else ""
         if self.kind == PARTIAL:
             media += "; partial: it restores only its own tables, and --latest never picks it"
+        # -o: whether the file is encrypted, in the line people read (``run_backup`` says why).
+        note = f"; {self.message}" if self.message else ""
         return (
             f"Backup {self.name}: {human_size(self.size)}, {self.tables} tables, "
-            f"{self.rows:,} rows in {self.seconds:.1f} s ({self.location}){media}."
+            f"{self.rows:,} rows in {self.seconds:.1f} s ({self.location}){media}{note}."
         )
 
 
@@ -116,6 +125,7 @@ def check_backup_options(
     dry_run: bool,
     prune: bool,
     with_media: bool,
+    encrypt: bool,
     latest: bool,
     include_empty: bool,
 ) -> None:
@@ -134,6 +144,8 @@ def check_backup_options(
             "--with-media stores the files beside a backup in the repository: drop -o, --list, "
             "--verify and --prune-only."
         )
+    if not encrypt and output is None:
+        raise OpsConfigurationError("--no-encrypt goes with -o (repository backups follow its policy).")
     if latest and verify is None:
         raise OpsConfigurationError("--latest goes with --verify (restore --latest restores).")
     if include_empty and not latest:
@@ -478,6 +490,8 @@ def run_backup(
     progress: ProgressCallback = no_progress,
     skip_empty: bool = False,
     with_media: bool = False,
+    overwrite: bool = False,
+    encrypt: bool = True,
 ) -> BackupResult:
     """Back up ``database``: to the configured repository, to file ``output``, or to ``stream`` (``-o -``).
 
@@ -486,6 +500,9 @@ def run_backup(
     backups are of an empty database; they must not become what ``restore --latest`` finds nor
     take retention slots. Files and streams (``-o``) are always written: the caller chose them.
     Repository backups also record the media files referenced; ``with_media`` stores them too.
+    ``overwrite``: ``-o PATH`` may replace an existing regular file (ops/archive/files.py).
+    ``encrypt``: files and streams are encrypted when age recipients are configured (False: never);
+    ``message`` then says whether the file is encrypted.
     """
     started = time.monotonic()
     check_supported(connections[database])
@@ -497,24 +514,28 @@ def run_backup(
     whole = not include and not exclude
     to_repository = output is None and stream is None
     # A cheap look first (one LIMIT 1 query per table), so an empty database costs no upload.
+    warnings = tuple(concern.text() for concern in repository_concerns()) if to_repository else ()
     if skip_empty and to_repository and not tables_hold_user_data(database, tables):
-        return _skipped(database, started)
+        return dataclasses.replace(_skipped(database, started), warnings=warnings)
     media: dict[str, Any] | None = None
     signed = False
+    message = ""
     if output == "-" or stream is not None:
         if stream is None:
             raise OpsConfigurationError("-o - needs a stream to write to.")
+        recipients, message = _file_encryption(encrypt)
         counter = _CountingWriter(stream)
         name = new_backup_name(reason)
-        manifest = write_archive(database, counter, tables, progress=progress, kind=kind, whole=whole)
-        location, size, encrypted = "standard output", counter.size, False
+        manifest = _write_file(database, counter, tables, recipients, progress, kind=kind, whole=whole)
+        location, size, encrypted = "standard output", counter.size, recipients is not None
     elif output is not None:
+        recipients, message = _file_encryption(encrypt)
         name = new_backup_name(reason)
-        path = output_path(output, name)
-        with atomic_file(path) as handle:
+        path = output_path(output, name, replace=overwrite, forbidden=(local_backup_folder(),))
+        with atomic_file(path, replace=overwrite) as handle:
             counter = _CountingWriter(handle)
-            manifest = write_archive(database, counter, tables, progress=progress, kind=kind, whole=whole)
-        location, size, encrypted, name = str(path), counter.size, False, path.name
+            manifest = _write_file(database, counter, tables, recipients, progress, kind=kind, whole=whole)
+        location, size, encrypted, name = str(path), counter.size, recipients is not None, path.name
     else:
         repository = configured_repository(database)
         try:
@@ -531,7 +552,7 @@ def run_backup(
             )
         except EmptyDatabase:
             # Emptied between the look and the snapshot: the snapshot's verdict stands.
-            return _skipped(database, started)
+            return dataclasses.replace(_skipped(database, started), warnings=warnings)
         info = repository.info(name)
         location, size, media = repository.description, info.size, info.summary.get("media")
         signed = info.signed
@@ -547,7 +568,48 @@ def run_backup(
         media=media,
         kind=kind,
         signed=signed,
+        message=message,
+        warnings=warnings,
     )
+
+
+def _file_encryption(encrypt: bool) -> tuple[tuple[x25519.Recipient, ...] | None, str]:
+    """The recipients a file or stream (``-o``) is encrypted to, or None and why it is not.
+
+    Files leave the repository's protection as easily as backups leave the server: with recipients
+    configured they are encrypted too, unless the caller opts out (``--no-encrypt``) explicitly.
+    """
+    if not encrypt:
+        return None, "NOT encrypted (--no-encrypt)"
+    keys = encryption_keys_from_environment()
+    if keys is None:
+        return None, (
+            f"NOT encrypted: no age recipients are configured ({ops_setting('ENCRYPTION_RECIPIENTS_ENV')})"
+        )
+    if not keys.recipients:
+        # Passphrase mode stores each backup's key beside it; a single file has no "beside".
+        raise OpsConfigurationError(
+            "Backups are encrypted with a passphrase, which a single file (-o) cannot carry. "
+            f"Set age recipients ({ops_setting('ENCRYPTION_RECIPIENTS_ENV')}), back up into the "
+            "repository, or pass --no-encrypt to write the file in plaintext."
+        )
+    return keys.recipients, f"encrypted to {len(keys.recipients)} age recipient(s)"
+
+
+def _write_file(
+    database: str,
+    sink: _CountingWriter,
+    tables: Sequence[ModelTable],
+    recipients: tuple[x25519.Recipient, ...] | None,
+    progress: ProgressCallback,
+    *,
+    kind: str,
+    whole: bool,
+) -> Manifest:
+    if recipients is None:
+        return write_archive(database, sink, tables, progress=progress, kind=kind, whole=whole)
+    with encrypting(cast(IO[bytes], sink), recipients) as encrypted:
+        return write_archive(database, encrypted, tables, progress=progress, kind=kind, whole=whole)
 
 
 def _skipped(database: str, started: float) -> BackupResult:

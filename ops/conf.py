@@ -73,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "ops.health.checks.MemoryCheck",
         "ops.health.checks.DatabaseSizeCheck",
         "ops.health.checks.BackupAgeCheck",
+        "ops.health.checks.BackupRepositoryCheck",
     ],
     # Seconds each check may take before it is reported as failed ("timed out after Ns").
     "HEALTH_CHECK_TIMEOUT": 10.0,

@@ -76,9 +76,11 @@ from ops.repository.backups import (
     SAFETY,
     BackupNotFound,
     BackupRepository,
+    CorruptBackup,
     configured_repository,
 )
 from ops.repository.encryption import (
+    AGE_MAGIC,
     decrypting,
     decryption_configured,
     decryption_identities,
@@ -126,6 +128,9 @@ class RestoreResult:
             f"{self.rows:,} rows in {self.seconds:.1f} s{safety}{partial}."
         )
 
+    # Said on stderr whatever the outcome: a damaged newer backup passed over by --latest.
+    warnings: tuple[str, ...] = ()
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -139,6 +144,7 @@ class RestoreResult:
             "message": self.message,
             "partial": self.partial,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -243,6 +249,68 @@ def _is_file(source: str) -> bool:
     )
 
 
+class _Tee:
+    """Reads ``source`` and writes every byte read to ``copy``."""
+
+    def __init__(self, source: Readable, copy: IO[bytes]) -> None:
+        self._source = source
+        self._copy = copy
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self._copy.write(data)
+        return data
+
+
+class _Prefixed:
+    """``head``, then the rest of ``source``: bytes peeked at are read again."""
+
+    def __init__(self, head: bytes, source: Readable) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            data = self._head if size < 0 or size >= len(self._head) else self._head[:size]
+            self._head = self._head[len(data) :]
+            return data
+        return self._source.read(size)
+
+
+@dataclass(frozen=True)
+class _Spooled:
+    manifest: Manifest
+    file: BinaryIO
+
+
+def _read_head(source: Readable, size: int) -> bytes:
+    head = b""
+    while len(head) < size and (chunk := source.read(size - len(head))):
+        head += chunk
+    return head
+
+
+@contextlib.contextmanager
+def _verified_stdin(source: Readable) -> Iterator[_Spooled]:
+    """Standard input verified while it is spooled (decrypted first when it is an age file).
+
+    Stdin cannot be read twice, so the load reads the spool; the verification reads the stream
+    as it arrives and raises at the first byte that is not what the archive format allows.
+    """
+    what = "Backup standard input"
+    head = _read_head(source, len(AGE_MAGIC))
+    stream: Readable = _Prefixed(head, source)
+    with tempfile.TemporaryFile(prefix="ops-restore-") as spool:
+        if is_age_encrypted(head):
+            with decrypting(stream, decryption_identities(None)) as plain:
+                manifest = verify_archive(_Tee(plain, spool), what=what)
+        else:
+            manifest = verify_archive(_Tee(stream, spool), what=what)
+        spool.flush()
+        spool.seek(0)
+        yield _Spooled(manifest, cast(BinaryIO, spool))
+
+
 @contextlib.contextmanager
 def open_archive(
     database: str,
@@ -267,11 +335,11 @@ def open_archive(
             handle.seek(0)
             wrapped = repository.wrapped_identity(backup)
         elif source == "-":
-            name = "standard input"
-            # Read once, verified, then loaded: stdin cannot be read twice, so it is spooled.
-            handle = cast(BinaryIO, stack.enter_context(tempfile.TemporaryFile(prefix="ops-restore-")))
-            _copy(stdin if stdin is not None else sys.stdin.buffer, handle)
-            handle.seek(0)
+            # Verified as it is read and spooled: a foreign or damaged stream is refused at its
+            # first bad byte, not after all of it was copied to disk.
+            spool = stack.enter_context(_verified_stdin(stdin if stdin is not None else sys.stdin.buffer))
+            yield OpenedArchive("standard input", spool.manifest, spool.file)
+            return
         elif source is not None:
             name = Path(source).name
             try:
@@ -362,13 +430,19 @@ def _restore_partial(
     if connection.vendor == "postgresql":
         lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
     with lock:
+        if connection.vendor == "postgresql":
+            pg_parallel.drop_leftovers(connection)  # whatever the path: a killed restore's schema
         safety = None
         if has_data and connection.vendor == "sqlite":
             safety = _safety_backup(database, in_transaction=False)
+        # Read before the transaction: a SELECT in it would fix its snapshot before the lock.
+        live = pg_load.live_tables(connection) if connection.vendor == "postgresql" else []
         with transaction.atomic(using=database):
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # Writers wait from before the snapshot the safety backup reads to COMMIT.
+                pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
                 # Under the lock, in the snapshot the safety backup reads.
                 if holds_user_data(database):
                     if if_empty:
@@ -434,11 +508,15 @@ def _restore_recorded(
             shadow, jobs = None, 1
         if shadow is not None:
             rows = pg_parallel.build_recorded(shadow, archive.file, manifest, schema, jobs, progress)
+        live = pg_load.live_tables(connection)
         with transaction.atomic(using=database):
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            # Before the snapshot, held to COMMIT: what the safety backup holds is exactly what the
+            # swap replaces; writes wait and land in the restored tables.
+            pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
             has_data = holds_user_data(database)
             if if_empty and has_data:
                 return _Loaded(False, jobs=jobs)
@@ -508,8 +586,9 @@ def _restore_postgres(
     lock = pg_load.restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
     with lock, contextlib.ExitStack() as stack:
         shadow, rows = None, 0
+        # Whatever this restore's path: a private schema a killed restore left is dropped.
+        pg_parallel.drop_leftovers(connection)
         if jobs > 1:
-            pg_parallel.drop_leftovers(connection)
             try:
                 shadow = stack.enter_context(pg_parallel.shadow_schema(database))
                 rows = pg_parallel.build(shadow, database, archive.file, manifest, jobs, progress)
@@ -517,12 +596,16 @@ def _restore_postgres(
                 # Built on one connection instead, as below; the private schema is already gone.
                 stack.close()
                 shadow, jobs = None, 1
+        live = pg_load.live_tables(connection)
         with transaction.atomic(using=database):
             with connection.cursor() as cursor:
                 # One snapshot for the emptiness check and the safety backup, taken after the lock.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+            # Before the snapshot, held to COMMIT: what the safety backup holds is exactly what the
+            # swap replaces; writes wait and land in the restored tables.
+            pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
             has_data = holds_user_data(database)
             if if_empty and has_data:
                 return _Loaded(False, jobs=jobs)
@@ -592,13 +675,14 @@ def run_restore(
         label = _describe(connection)
         message = f"Database {label} already holds data: nothing restored."
         return RestoreResult(source or "latest", label, 0, 0, 0.0, restored=False, message=message)
+    warnings: tuple[str, ...] = ()
     if undo:
         repository = configured_repository(database)
         source = repository.last_safety_backup(str(backup_source(database)["fingerprint"])).name
     if latest:
         repository = configured_repository(database)
         try:
-            source, latest = repository.latest(with_data=not include_empty).name, False
+            choice = repository.newest_intact(with_data=not include_empty)
         except BackupNotFound as error:
             if not if_empty:
                 raise
@@ -607,6 +691,16 @@ def run_restore(
             label = _describe(connection)
             message = f"Database {label} is empty and nothing was restored: {error}"
             return RestoreResult("", label, 0, 0, 0.0, restored=False, message=message, warning=True)
+        if choice.damaged and not if_empty:
+            # By hand, a person decides: the damaged newest is named, and the intact one to use.
+            newest = choice.damaged[0]
+            raise CorruptBackup(
+                f"The newest backup {newest.name} is damaged ({newest.damage}). The newest intact one "
+                f"is {choice.backup.name}: restore it by name, or take a new backup."
+            )
+        # The start command goes on with the newest intact backup, loudly: a site that does not
+        # start is worse than a restore of the backup before.
+        source, latest, warnings = choice.backup.name, False, tuple(choice.warnings())
     with open_archive(
         database,
         source,
@@ -700,9 +794,40 @@ def run_restore(
             else:
                 # The file lock normalize_media_urls --apply takes too: one writer of the whole file.
                 with sqlite_restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT"))):
-                    safety = _safety_backup(database, in_transaction=False) if has_data else None
-                    rows = restore_sqlite(connection, archive.file, manifest, progress, convert, skip)
-                loaded = _Loaded(True, safety, rows)
+                    safety_names: list[str] = []
+
+                    def under_lock() -> bool:
+                        # Writers are locked out: the emptiness check and the safety backup see what
+                        # the swap replaces.
+                        holds = holds_user_data(database)
+                        if if_empty and holds:
+                            return False
+                        if holds:
+                            safety_names.append(_safety_backup(database, in_transaction=False))
+                        return True
+
+                    sqlite_rows = restore_sqlite(
+                        connection,
+                        archive.file,
+                        manifest,
+                        progress,
+                        convert,
+                        skip,
+                        under_lock=under_lock,
+                        lock_timeout=float(ops_setting("RESTORE_LOCK_TIMEOUT")),
+                    )
+                    if sqlite_rows is None:
+                        return RestoreResult(
+                            archive.name,
+                            label,
+                            0,
+                            0,
+                            time.monotonic() - started,
+                            restored=False,
+                            message=f"Database {label} already holds data: nothing restored.",
+                        )
+                    safety = safety_names[0] if safety_names else None
+                    loaded = _Loaded(True, safety, sqlite_rows)
         except DatabaseError as error:
             raise OpsError(
                 f"Restoring into {label} failed and nothing was changed: {redact(str(error).strip())}"
@@ -737,4 +862,5 @@ def run_restore(
         # Restored, with tables left out (a cross-engine restore's search indexes): said, not failed.
         message=conversion.warning() if conversion is not None else "",
         warning=bool(conversion is not None and conversion.left_out),
+        warnings=warnings,
     )

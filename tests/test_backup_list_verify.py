@@ -114,7 +114,7 @@ def test_verify__damaged_part_exits_1_and_leaves_the_database_alone(
     alias = with_data(scratch.postgres())
     run_command("backup", database=alias, verbosity=0)
     [backup] = configured_repository(alias).backups()
-    flip_a_byte(backup_dir / backup.name / "part-00000")
+    flip_a_byte(backup_dir / default_namespace(alias) / backup.name / "part-00000")
     before = fingerprint(alias)
 
     error = failing_command("backup", database=alias, verify=backup.name)
@@ -133,9 +133,9 @@ def test_verify__damage_inside_the_archive_is_caught_by_its_own_checksums(
     [backup] = configured_repository(alias).backups()
     # Damage the archive and make the repository's part checksum agree: only the archive's own
     # checksums can tell now (a copy damaged before it was uploaded, say).
-    part = backup_dir / backup.name / "part-00000"
+    part = backup_dir / default_namespace(alias) / backup.name / "part-00000"
     flip_a_byte(part, at=len(part.read_bytes()) // 2)
-    manifest_path = backup_dir / backup.name / "manifest.json"
+    manifest_path = backup_dir / default_namespace(alias) / backup.name / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["parts"][0]["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest))

@@ -91,7 +91,11 @@ def test_restore__if_empty_latest_without_any_backup_lets_the_start_command_go_o
 
 
 @pytest.mark.usefixtures("backup_dir")
-def test_restore__latest_skips_empty_backups_unless_include_empty(scratch: ScratchDatabases) -> None:
+def test_restore__latest_skips_empty_backups_unless_include_empty(
+    scratch: ScratchDatabases, settings: Any
+) -> None:
+    # Another database's backups: shared through one namespace (each database has its own by default).
+    settings.OPS = {**settings.OPS, "BACKUP_NAMESPACE": "shared"}
     source = scratch.postgres()
     run_command("backup", database=source, force=True, verbosity=0)
     [empty] = backups_of(source)

@@ -103,7 +103,16 @@ def test_configured_checks__dotted_paths_with_keyword_arguments(settings: Any) -
 
 def test_default_checks__cover_the_issue_list() -> None:
     names = [check.name for check in configured_checks()]
-    assert names == ["database", "migrations", "media_storage", "disk", "memory", "db_size", "backup_age"]
+    assert names == [
+        "database",
+        "migrations",
+        "media_storage",
+        "disk",
+        "memory",
+        "db_size",
+        "backup_age",
+        "backup_repository",
+    ]
 
 
 # The built-in checks
@@ -331,7 +340,9 @@ def test_healthcheck_command__unknown_check_cannot_run(settings: Any) -> None:
     with pytest.raises(CommandError) as raised:
         call_command("healthcheck", "--check", "nope", stdout=StringIO())
     assert raised.value.returncode == 2
-    assert str(raised.value).startswith("No health check named nope. Configured: backup_age, database,")
+    assert str(raised.value).startswith(
+        "No health check named nope. Configured: backup_age, backup_repository, database,"
+    )
 
 
 def test_healthcheck_command__unimportable_check_cannot_run(settings: Any) -> None:

@@ -27,7 +27,7 @@ from api.storage import document_storage
 from ops.backup import run_backup
 from ops.media import backup as media_backup
 from ops.media.backup import read_media_manifest, restore_media
-from ops.repository.backups import configured_repository
+from ops.repository.backups import configured_repository, default_namespace
 from tests.cloudinary_emulator.emulator import CloudinaryEmulator
 from tests.commands import fetch_status, run_command
 from tests.mediaapp.models import Poster
@@ -93,7 +93,7 @@ def test_media_manifest__filesystem_names_sizes_and_counts_without_names(backup_
     assert media["parts"]
     assert all(p["key"].startswith(f"{name}/media-part-") for p in media["parts"])
     # manifest.json carries counts only: no stored name.
-    text = (backup_dir / name / "manifest.json").read_text()
+    text = (backup_dir / default_namespace() / name / "manifest.json").read_text()
     assert "ada-lovelace" not in text
     assert "menu.pdf" not in text
     assert json.loads(text)["summary"]["media"]["files"] == 3
@@ -195,7 +195,7 @@ def test_backup_verify__checks_the_media_stream_too(backup_dir: Path) -> None:
     out, _ = run_command("backup", "--verify", name)
     assert "every checksum matches; media: 1 files listed, 1 stored." in out
 
-    (part,) = sorted((backup_dir / name).glob("media-part-*"))
+    (part,) = sorted((backup_dir / default_namespace() / name).glob("media-part-*"))
     data = bytearray(part.read_bytes())
     data[-40] ^= 1
     part.write_bytes(bytes(data))
@@ -232,7 +232,9 @@ def test_media__passphrase_encrypted_backup_round_trip(monkeypatch: pytest.Monke
     assert default_storage.open(photo).read() == b"passphrase"
 
 
-def test_restore__database_and_media_together(scratch: ScratchDatabases) -> None:
+def test_restore__database_and_media_together(scratch: ScratchDatabases, settings: Any) -> None:
+    # Another database's backup: shared through one namespace (each database has its own by default).
+    settings.OPS = {**settings.OPS, "BACKUP_NAMESPACE": "shared"}
     source, target = scratch.postgres(), scratch.postgres()
     photo = default_storage.save("programs/c.jpg", ContentFile(b"c"))
     program("c", photo, alias=source)
@@ -418,8 +420,13 @@ def test_backup__admin_api_allowance_spent_records_media_unchecked(
 
 
 def test_restore__database_restored_even_when_the_media_step_cannot_reach_cloudinary(
-    scratch: ScratchDatabases, cloudinary_settings: Any, cloudinary_emulator: CloudinaryEmulator
+    scratch: ScratchDatabases,
+    cloudinary_settings: Any,
+    cloudinary_emulator: CloudinaryEmulator,
+    settings: Any,
 ) -> None:
+    # Another database's backup: shared through one namespace (each database has its own by default).
+    settings.OPS = {**settings.OPS, "BACKUP_NAMESPACE": "shared"}
     source, target = scratch.postgres(), scratch.postgres()
     image = default_storage.save("programs/f.jpg", ContentFile(demo_image("f"), name="f.jpg"))
     program("f", image, alias=source)
@@ -441,7 +448,7 @@ def test_media__a_database_without_media_writes_no_media_stream(backup_dir: Path
     name, result = backup()
 
     assert (result["media"]["files"], result["media"]["parts"]) == (0, [])
-    assert not list((backup_dir / name).glob("media-part-*"))
+    assert not list((backup_dir / default_namespace() / name).glob("media-part-*"))
     assert read_media_manifest(configured_repository(), name).files == []
     assert restore_media(name=name).files == 0
     out, _ = run_command("backup", "--verify", name)

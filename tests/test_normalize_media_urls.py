@@ -36,7 +36,7 @@ from ops.engines.pg_load import RestoreLocked, restore_lock_key
 from ops.errors import OpsConfigurationError, OpsError
 from ops.media.repair import FolderListings, RepairOptions, ReportRow, UndoLog, repair_media
 from ops.media.undo_logs import store_undo_log, undo_log_lines
-from ops.repository.backups import BackupRepository, configured_repository
+from ops.repository.backups import BackupRepository, configured_repository, default_namespace
 from ops.repository.encryption import AGE_MAGIC
 from ops.repository.stores import LocalFolderStore
 from tests.commands import fetch_status, requires_age_cli
@@ -146,7 +146,7 @@ def test_normalize__apply_fixes_second_run_finds_nothing_and_undo_restores(
     # Stored in the backup repository; the local write-ahead log is gone once it is.
     log = stored_undo_key(output)
     assert log.endswith(".jsonl.zst")
-    assert f" in the local folder {undo_dir.parent / 'backups'}." in output
+    assert f" in the local folder {undo_dir.parent / 'backups' / default_namespace()}." in output
     assert list(undo_dir.iterdir()) == []
     lines = [json.loads(line) for line in undo_log_lines(log)]
     assert lines[0]["kind"] == "normalize_media_urls undo log"

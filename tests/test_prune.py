@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from ops.repository.backups import BackupRepository, configured_repository, new_backup_name
+from ops.repository.backups import BackupRepository, configured_repository, default_namespace, new_backup_name
 from ops.repository.prune import configured_policy, prune_repository
 from ops.repository.retention import RetentionPolicy
 from ops.repository.stores import LocalFolderStore, StoreError
@@ -98,7 +98,8 @@ def test_prune__never_the_newest_with_data_nor_one_being_written_and_abandoned_p
     User.objects.db_manager(alias).all().delete()
     run_command("backup", database=alias, force=True, verbosity=0)
     run_command("backup", database=alias, force=True, verbosity=0)
-    store = LocalFolderStore(backup_dir)
+    folder = backup_dir / default_namespace(alias)
+    store = LocalFolderStore(folder)
     now = dt.datetime.now(dt.UTC)
     # A backup another process is writing right now, one killed two days ago, and an object that
     # is not a backup at all.
@@ -123,9 +124,9 @@ def test_prune__never_the_newest_with_data_nor_one_being_written_and_abandoned_p
     assert "still being written" in line_of(out, writing)
     assert "deleted" in line_of(out, abandoned)
     assert "abandoned: never completed" in line_of(out, abandoned)
-    assert (backup_dir / writing / "part-00000").exists()
-    assert not (backup_dir / abandoned).exists()
-    assert (backup_dir / "notes" / "readme.txt").read_bytes() == b"not ours"
+    assert (folder / writing / "part-00000").exists()
+    assert not (folder / abandoned).exists()
+    assert (folder / "notes" / "readme.txt").read_bytes() == b"not ours"
     assert "not a backup name: left alone" in line_of(out, "notes")
     assert out.splitlines()[-1].startswith("Pruned the local folder")
 
@@ -171,7 +172,7 @@ def test_prune__a_failed_delete_exits_1_after_pruning_the_rest(
         run_command("backup", database=alias, verbosity=0)
     oldest = backups_of(alias)[-1]
     settings.OPS = {**settings.OPS, **KEEP_ONLY_THE_NEWEST}
-    stuck = BackupRepository(OneStuckBackup(backup_dir, oldest))
+    stuck = BackupRepository(OneStuckBackup(backup_dir / default_namespace(alias), oldest))
     monkeypatch.setattr("ops.management.commands.backup.configured_repository", lambda database: stuck)
 
     err = io.StringIO()

@@ -203,7 +203,8 @@ def test_configured_repository__local_by_default_cloudinary_when_configured(
     settings.OPS = {"BACKUP_REPOSITORY": "local", "BACKUP_DIR": str(tmp_path / "b")}
     repository = configured_repository()
     assert isinstance(repository.store, LocalFolderStore)
-    assert repository.store.root == tmp_path / "b"
+    # One folder per database, as on Cloudinary (issue 14, finding 8).
+    assert repository.store.root == tmp_path / "b" / default_namespace()
 
     settings.OPS = {}  # credentials are configured (the emulator): Cloudinary is the default
     repository = configured_repository()

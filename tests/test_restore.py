@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from ops.backup import run_backup
+from ops.repository.backups import default_namespace
 from ops.restore import run_restore
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint
@@ -54,7 +55,7 @@ def test_restore__over_data_replaces_it_and_leaves_tables_created_after_the_back
     assert "Left alone, not in the backup and of no installed app: created_later." in result.notes
     assert result.safety_backup is not None
     assert "pre-restore" in result.safety_backup
-    assert (backup_dir / result.safety_backup / "manifest.json").exists()
+    assert (backup_dir / default_namespace(alias) / result.safety_backup / "manifest.json").exists()
 
 
 def test_restore__safety_backup_restores_what_was_replaced(scratch: ScratchDatabases, tmp_path: Path) -> None:
@@ -176,7 +177,11 @@ def test_restore__interactive_refusal_changes_nothing(
     assert User.objects.db_manager(alias).filter(username="later").exists()
 
 
-def test_restore__latest_from_the_repository_with_json_output(scratch: ScratchDatabases) -> None:
+def test_restore__latest_from_the_repository_with_json_output(
+    scratch: ScratchDatabases, settings: Any
+) -> None:
+    # Another database's backups: shared through one namespace (each database has its own by default).
+    settings.OPS = {**settings.OPS, "BACKUP_NAMESPACE": "shared"}
     alias = scratch.postgres()
     small_data(alias)
     call_command("backup", database=alias, verbosity=0)

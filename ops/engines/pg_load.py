@@ -98,6 +98,50 @@ def drop_replaced_tables(connection: BaseDatabaseWrapper, replaced: set[str]) ->
     return [name for name, _ in tables if name not in replaced]
 
 
+def live_tables(connection: BaseDatabaseWrapper) -> list[str]:
+    """The tables of the current schema, schema-qualified and quoted (for ``block_writers``).
+
+    Read before the restore's transaction begins: any SELECT inside it would fix its snapshot.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "WHERE schemaname = current_schema() ORDER BY tablename"
+        )
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
+class WritersHoldTables(OpsError):
+    """A writer's transaction kept the restore from locking the tables it replaces."""
+
+
+def block_writers(connection: BaseDatabaseWrapper, tables: Sequence[str], timeout: float) -> None:
+    """Lock ``tables`` against writes (readers go on) until the caller's transaction ends.
+
+    Call it first in a REPEATABLE READ transaction, before any query: the snapshot the safety
+    backup reads is then taken after every write to these tables committed, and no write can
+    commit until the swap does. A write waiting on the lock goes, after the swap, into the
+    restored table of the same name. Without this, rows committed between the snapshot and the
+    drop were in neither the safety backup nor the restored database. EXCLUSIVE, not ACCESS
+    EXCLUSIVE: SELECTs are not blocked by it.
+    """
+    if not tables:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = %s", [f"{max(1, int(timeout * 1000))}ms"])
+        try:
+            cursor.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+        except OperationalError as error:
+            if getattr(error.__cause__, "pgcode", None) == _LOCK_NOT_AVAILABLE:
+                raise WritersHoldTables(
+                    f"Writers held the tables of database {connection.settings_dict['NAME']!r} for "
+                    f"more than {timeout:g} s, so the restore could not take its safety backup; "
+                    "nothing was changed. Try again when long transactions have finished."
+                ) from None
+            raise
+        cursor.execute("SET LOCAL lock_timeout = 0")
+
+
 @dataclass(frozen=True)
 class Key:
     """A PRIMARY KEY or UNIQUE constraint dropped before the load."""

@@ -1,14 +1,17 @@
-"""SQLite side of a restore: build the restored database beside the old one, then swap the files.
+"""SQLite side of a restore: build the restored database beside the old one, then swap it in.
 
 The new file is migrated to the backup's state and loaded (prepared INSERTs in one transaction,
-foreign-key checks off while loading), then renamed over the old file: readers see either the old
-database or the new one, never a half-restored one.
+foreign-key checks off while loading). Then one write transaction on the live file locks writers
+out (readers go on), lets the caller take the safety backup, and replaces the live schema and rows
+with the new file's: readers see either the old database or the new one, never a half-restored
+one, and no committed write falls between the safety backup and the swap.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from ops.archive.copy_text import decode_lines
 from ops.archive.format import CorruptArchive, Manifest, Readable, iter_tables
 from ops.engines.cross_engine import TableConverter
 from ops.engines.migration_state import migrate_to_recorded, standing_in
-from ops.errors import OpsConfigurationError
+from ops.errors import OpsConfigurationError, OpsError
 from ops.progress import ProgressCallback, TableProgress
 
 _BATCH = 2000
@@ -46,8 +49,16 @@ def restore_sqlite(
     progress: ProgressCallback,
     convert: TableConverter | None = None,
     skip: frozenset[str] = frozenset(),
-) -> int:
-    """``skip``: tables a cross-engine restore leaves out (ops/engines/cross_engine.py)."""
+    *,
+    under_lock: Callable[[], bool] = lambda: True,
+    lock_timeout: float = 60.0,
+) -> int | None:
+    """Restore into ``connection``'s file; the rows loaded, or None when ``under_lock`` said stop.
+
+    ``skip``: tables a cross-engine restore leaves out (ops/engines/cross_engine.py).
+    ``under_lock`` runs once writers are locked out and before anything is replaced (the safety
+    backup, the emptiness check); the lock is held until the swap commits.
+    """
     target = database_file(connection)
     temporary = target.with_name(f".{target.name}.restore-{secrets.token_hex(4)}")
     settings = {**connection.settings_dict, "NAME": str(temporary)}
@@ -58,8 +69,9 @@ def restore_sqlite(
         with standing_in(scratch):
             total = _build(scratch, source, manifest, progress, convert, skip)
         scratch.close()
+        if not _swap_in(target, temporary, under_lock, lock_timeout):
+            return None
         connection.close()
-        os.replace(temporary, target)
         return total
     finally:
         scratch.close()
@@ -124,3 +136,76 @@ def _load(
         total += loaded
         progress(TableProgress("load", entry.name, index, len(manifest.tables), loaded))
     return total
+
+
+def _swap_in(target: Path, built: Path, under_lock: Callable[[], bool], lock_timeout: float) -> bool:
+    """Replace the contents of ``target`` with those of ``built``, in one write transaction on it.
+
+    Not a rename of the file: connections the site holds open would go on writing into the old,
+    unlinked file, and every row they committed after the swap would be lost. One transaction on
+    the file itself, begun (IMMEDIATE: writers wait, readers go on) before ``under_lock`` takes
+    the safety backup and committed once the new contents are in, leaves no write behind.
+    """
+    locker = sqlite3.connect(str(target), isolation_level=None, timeout=lock_timeout)
+    try:
+        # Attached before the transaction (ATTACH is refused inside one); fully built already.
+        locker.execute("ATTACH DATABASE ? AS restored", [str(built)])
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise OpsError(
+                f"Writers held database {target.name} for more than {lock_timeout:g} s, so the restore "
+                f"could not take its safety backup; nothing was changed ({error})."
+            ) from None
+        try:
+            if not under_lock():
+                locker.execute("ROLLBACK")
+                return False
+            _replace_schema_and_rows(locker)
+            locker.execute("COMMIT")
+        except BaseException:
+            if locker.in_transaction:
+                locker.execute("ROLLBACK")
+            raise
+        locker.execute("DETACH DATABASE restored")
+        return True
+    finally:
+        locker.close()
+
+
+def _replace_schema_and_rows(locker: sqlite3.Connection) -> None:
+    old = locker.execute(
+        "SELECT type, name FROM main.sqlite_master "
+        "WHERE name NOT LIKE 'sqlite_%' AND type IN ('view', 'table')"
+    ).fetchall()
+    for kind, name in old:
+        # Indexes and triggers go with their tables; a virtual table (FTS) takes its shadow tables
+        # with it, so those may be gone already when their turn comes.
+        locker.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS main.{_quote(name)}")
+    new = locker.execute(
+        "SELECT type, name, sql FROM restored.sqlite_master WHERE sql IS NOT NULL "
+        "AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END"
+    ).fetchall()
+    tables = [(str(name), str(sql)) for kind, name, sql in new if kind == "table"]
+    virtual = {name for name, sql in tables if sql.upper().startswith("CREATE VIRTUAL TABLE")}
+    # Virtual tables first: creating one creates its shadow tables, whose rows (the index itself)
+    # are then copied like any table's; the virtual table's own rows live in those.
+    for name, sql in sorted(tables, key=lambda table: table[0] not in virtual):
+        found = locker.execute("SELECT count(*) FROM main.sqlite_master WHERE name = ?", [name])
+        if found.fetchone()[0]:
+            locker.execute(f"DELETE FROM main.{_quote(name)}")  # noqa: S608 (quoted identifier)
+        else:
+            locker.execute(sql)  # unqualified: created in main
+    for name, _ in tables:
+        if name not in virtual:
+            quoted = _quote(name)
+            locker.execute(f"INSERT INTO main.{quoted} SELECT * FROM restored.{quoted}")  # noqa: S608
+    for kind, _, sql in new:
+        if kind != "table":
+            locker.execute(str(sql))
+    has_sequence = locker.execute(
+        "SELECT count(*) FROM restored.sqlite_master WHERE name = 'sqlite_sequence'"
+    ).fetchone()[0]
+    if has_sequence:
+        locker.execute("DELETE FROM main.sqlite_sequence")
+        locker.execute("INSERT INTO main.sqlite_sequence SELECT * FROM restored.sqlite_sequence")

@@ -10,7 +10,7 @@ import datetime as dt
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +275,11 @@ class DatabaseSizeCheck(HealthCheck):
 
 @dataclass
 class BackupAgeCheck(HealthCheck):
-    """The newest complete backup in the configured repository is recent enough."""
+    """The newest intact backup in the configured repository is recent enough.
+
+    Intact: its manifest and every part it lists are in the store (one listing). A damaged newer
+    backup is a warning naming it: the start command would pass over it to the intact one.
+    """
 
     name: str = "backup_age"
     database: str = DEFAULT_DB_ALIAS
@@ -289,53 +293,91 @@ class BackupAgeCheck(HealthCheck):
             ops_setting("HEALTH_BACKUP_MAX_AGE_HOURS") if self.max_age_hours is None else self.max_age_hours
         )
         try:
-            newest = newest_backup_time(configured_repository(self.database))
+            newest = newest_intact_backup(configured_repository(self.database))
         except OpsError as error:
             raise HealthFailure("the backup repository cannot be read", detail=str(error)) from None
-        if newest is None:
+        damaged = "; ".join(f"newer backup {b.name} is DAMAGED ({b.damage})" for b in newest.damaged)
+        if newest.created_at is None:
+            if damaged:
+                raise HealthFailure(f"there is no intact backup: {damaged}")
             raise HealthFailure("there is no complete backup: run `manage.py backup`")
-        age_hours = (dt.datetime.now(dt.UTC) - newest).total_seconds() / 3600
+        age_hours = (dt.datetime.now(dt.UTC) - newest.created_at).total_seconds() / 3600
         message = f"newest complete backup is {_age(age_hours)} old"
         if age_hours > max_age:
-            raise HealthFailure(f"{message}, older than {max_age:g} hours")
+            raise HealthFailure(
+                f"{message}, older than {max_age:g} hours" + (f"; {damaged}" if damaged else "")
+            )
+        if damaged:
+            raise HealthWarning(f"{message}; {damaged}")
         return message
+
+
+@dataclass
+class BackupRepositoryCheck(HealthCheck):
+    """Backups are kept off this machine and encrypted: ops.W001-W003, where people look."""
+
+    name: str = "backup_repository"
+
+    def run(self) -> str:
+        from ops.repository.posture import repository_concerns
+
+        try:
+            concerns = repository_concerns()
+        except OpsError as error:
+            raise HealthWarning(
+                "the backup repository's settings cannot be read", detail=str(error)
+            ) from None
+        if concerns:
+            raise HealthWarning(" ".join(concern.text() for concern in concerns))
+        return "backups are configured to be kept off this machine and encrypted"
 
 
 def _age(hours: float) -> str:
     return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def newest_backup_time(repository: Any) -> dt.datetime | None:
-    """When the newest complete backup was taken: one listing and (usually) one manifest read.
+@dataclass(frozen=True)
+class NewestIntact:
+    created_at: dt.datetime | None
+    # Complete backups newer than it whose parts are not all in the store.
+    damaged: tuple[Any, ...] = ()
+
+
+def newest_intact_backup(repository: Any) -> NewestIntact:
+    """When the newest intact backup was taken: one listing and (usually) one manifest read.
 
     ``BackupRepository.backups()`` reads every manifest; on Cloudinary that is a download per backup
     on each health check. Backup names start with their UTC time (``new_backup_name``), so the
-    manifests are read newest name first and the first complete one answers; names without that
-    prefix (chosen by hand) are all read, since their age cannot be told from the name.
+    manifests are read newest name first and the first intact one answers (damaged ones on the
+    way are reported); names without that prefix (chosen by hand) are all read, since their age
+    cannot be told from the name.
     """
-    from ops.repository.backups import MANIFEST, CorruptBackup
+    from ops.repository.backups import MANIFEST, CorruptBackup, missing_objects
 
-    names = sorted(
-        name
-        for name, _, rest in (obj.key.partition("/") for obj in repository.store.list())
-        if rest == MANIFEST
-    )
+    present = {obj.key: obj.size for obj in repository.store.list()}
+    names = sorted(name for name, _, rest in (key.partition("/") for key in present) if rest == MANIFEST)
     stamped = sorted((name for name in names if _stamp(name) is not None), reverse=True)
     unstamped = [name for name in names if _stamp(name) is None]
     newest: dt.datetime | None = None
-    for name in stamped:
+    damaged = []
+    for name in [*stamped, *unstamped]:
+        if newest is not None and name in stamped:
+            continue
         try:
-            newest = repository.info(name).created_at
-            break
+            backup = repository.info(name)
         except CorruptBackup:
             continue
-    for name in unstamped:
-        try:
-            created = repository.info(name).created_at
-        except CorruptBackup:
+        damage = missing_objects(backup, present)
+        if damage is not None:
+            damaged.append((backup, damage))
             continue
-        newest = created if newest is None else max(newest, created)
-    return newest
+        newest = backup.created_at if newest is None else max(newest, backup.created_at)
+    newer = tuple(
+        replace(backup, damage=damage)
+        for backup, damage in damaged
+        if newest is None or backup.created_at > newest
+    )
+    return NewestIntact(newest, newer)
 
 
 def _stamp(name: str) -> dt.datetime | None:

@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +40,9 @@ from ops.repository import signing
 from ops.repository.stores import (
     CloudinaryStore,
     DjangoStorageStore,
+    Leftover,
     LocalFolderStore,
+    NamespacedFolderStore,
     ObjectNotFound,
     ObjectStore,
     StoredObject,
@@ -195,6 +197,9 @@ class BackupInfo:
     # Set when a manifest exists but cannot be read (damaged, or written by another format version):
     # such a backup is not "never completed", and no prune may take it for abandoned parts.
     unreadable: str | None = None
+    # Set by ``backups()`` when the manifest lists an object the store does not hold (whole):
+    # such a backup lists, marked, but is never trusted as the latest (``newest_intact``).
+    damage: str | None = None
     # full, partial or safety (``kind_of``); where it was taken: engine, database, host fingerprint.
     kind: str = FULL
     source: dict[str, Any] = field(default_factory=dict)
@@ -233,6 +238,7 @@ class BackupInfo:
             "kind": self.kind,
             "source": self.source or None,
             "signed": self.signed,
+            "damage": self.damage,
         }
 
 
@@ -343,13 +349,18 @@ class BackupRepository:
         self, *, include_incomplete: bool = False, listing: Iterable[StoredObject] | None = None
     ) -> list[BackupInfo]:
         """Every backup, newest first. One store listing (or ``listing``, one the caller already
-        made), plus one read per complete backup."""
+        made), plus one read per complete backup.
+
+        Each complete backup's ``damage`` says what of it the listing lacks (None: all there).
+        """
         backups = []
         for name, objects in self._group(listing).items():
             keys = {obj.key for obj in objects}
             if f"{name}/{MANIFEST}" in keys:
                 try:
-                    backups.append(self.info(name))
+                    info = self.info(name)
+                    present = {obj.key: obj.size for obj in objects}
+                    backups.append(replace(info, damage=missing_objects(info, present)))
                 except CorruptBackup as error:
                     if include_incomplete:
                         backups.append(replace(self._incomplete(name, objects), unreadable=str(error)))
@@ -421,6 +432,42 @@ class BackupRepository:
             "and OPS['BACKUP_NAMESPACE']."
         )
 
+    # --- intact before trusted (issue 14, finding 9): a listing, no download ---------------------
+
+    def newest_intact(self, *, with_data: bool = True) -> IntactChoice:
+        """The newest intact backup ``latest`` would consider, and the newer damaged ones it passed.
+
+        Intact: the manifest and every object it lists are in the store, at their recorded sizes
+        (one listing; checksums are checked as the parts are read). Raises BackupNotFound, naming
+        the damaged ones, when none is intact.
+        """
+        # The same kind filter as ``latest``: never a safety or partial backup.
+        candidates = [b for b in self.backups() if b.kind == FULL and (b.holds_data or not with_data)]
+        if not candidates:
+            self.latest(with_data=with_data)  # raises BackupNotFound, saying why
+        damaged: list[BackupInfo] = []
+        for backup in candidates:
+            if backup.damage is None:
+                return IntactChoice(backup, tuple(damaged))
+            damaged.append(backup)
+        raise BackupNotFound(
+            f"Every backup in the {self.description} that could be restored is damaged "
+            f"({'; '.join(f'{b.name}: {b.damage}' for b in damaged)}). "
+            "`python manage.py backup --list` marks them; take a new backup."
+        )
+
+    def in_shared_layout(self, name: str) -> bool:
+        """Whether ``name`` is in the flat layout every database shared (local folders of old)."""
+        return isinstance(self.store, NamespacedFolderStore) and self.store.in_flat_layout(name)
+
+    def leftovers(self) -> Sequence[Leftover]:
+        """Temporary files killed writes left (local folders only: other stores have none)."""
+        return self.store.leftovers() if isinstance(self.store, LocalFolderStore) else ()
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        if isinstance(self.store, LocalFolderStore):
+            self.store.remove_leftover(leftover)
+
     def pick(self, name: str | None, *, latest: bool = False, include_empty: bool = False) -> BackupInfo:
         """Backup ``name``, or with ``latest`` the newest that holds data (``include_empty``: the newest)."""
         if latest:
@@ -488,6 +535,34 @@ class BackupRepository:
         self.store.delete([key for key in keys if key != manifest])
 
 
+def missing_objects(backup: BackupInfo, present: Mapping[str, int]) -> str | None:
+    """What of ``backup`` the store's listing ``present`` (key -> size) lacks, or None."""
+    for part in backup.parts:
+        size = present.get(part.key)
+        if size is None:
+            return f"its part {part.key} is missing"
+        if size != part.size:
+            return f"its part {part.key} holds {size} bytes, its manifest says {part.size}"
+    if backup.encryption == "age-passphrase" and f"{backup.name}/{WRAPPED_IDENTITY}" not in present:
+        return f"its key {backup.name}/{WRAPPED_IDENTITY} is missing"
+    return None
+
+
+@dataclass(frozen=True)
+class IntactChoice:
+    """The newest intact backup, and the newer ones passed over because they are damaged."""
+
+    backup: BackupInfo
+    damaged: tuple[BackupInfo, ...] = ()
+
+    def warnings(self) -> list[str]:
+        return [
+            f"The newer backup {b.name} is damaged ({b.damage}); using {self.backup.name}, the newest "
+            "intact one. Take a new backup, and delete the damaged one once checked."
+            for b in self.damaged
+        ]
+
+
 class BackupUnderConstruction:
     """The sink a backup's archive stream is written to, and the summary its manifest will carry."""
 
@@ -533,21 +608,28 @@ def cloudinary_is_configured() -> bool:
     return bool(config.cloud_name and config.api_key and config.api_secret)
 
 
+def local_backup_folder() -> Path:
+    """OPS['BACKUP_DIR'] as an absolute path (relative to BASE_DIR): the local repository's folder."""
+    from django.conf import settings
+
+    directory = Path(str(ops_setting("BACKUP_DIR")))
+    if not directory.is_absolute():
+        directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
+    return directory
+
+
 def configured_repository(database: str = "default") -> BackupRepository:
     """The repository OPS['BACKUP_REPOSITORY'] names: "local", "cloudinary" or "storage:<alias>".
 
     Unset: Cloudinary when its credentials are configured (an instance's disk does not survive a
     deploy), else the local folder OPS['BACKUP_DIR'].
     """
-    from django.conf import settings
-
     choice = ops_setting("BACKUP_REPOSITORY") or ("cloudinary" if cloudinary_is_configured() else "local")
     namespace = default_namespace(database)
     if choice == "local":
-        directory = Path(str(ops_setting("BACKUP_DIR")))
-        if not directory.is_absolute():
-            directory = Path(getattr(settings, "BASE_DIR", Path.cwd())) / directory
-        return BackupRepository(LocalFolderStore(directory))
+        # A folder per database, as on Cloudinary: one database's prune never reaches another's.
+        store = NamespacedFolderStore(local_backup_folder(), namespace, shared_prefixes=[UNDO_PREFIX])
+        return BackupRepository(store)
     if choice == "cloudinary":
         require_extra("cloudinary", "cloudinary", "OPS['BACKUP_REPOSITORY'] = 'cloudinary'")
         if not cloudinary_is_configured():

@@ -12,6 +12,7 @@ from typing import Any
 
 from ops.repository.backups import BackupInfo
 from ops.repository.signing import signature_state, signing_key_from_environment
+from ops.repository.stores import Leftover
 
 HEADERS = ("NAME", "CREATED (UTC)", "SIZE", "TABLES", "ROWS", "KIND", "SIGNED", "ENCRYPTED", "DATA")
 # SIGNED: "yes" (valid with the configured key, or present when none is configured here), "BAD"
@@ -61,7 +62,7 @@ def _row(backup: BackupInfo, key: bytes | None) -> tuple[str, ...]:
         backup.kind,
         _SIGNED[signature_state(backup.manifest, key)],
         "yes" if backup.encrypted else "NO",
-        "yes" if backup.holds_data else "EMPTY",
+        "DAMAGED" if backup.damage else "yes" if backup.holds_data else "EMPTY",
     )
 
 
@@ -81,11 +82,15 @@ def backups_table(backups: Sequence[BackupInfo]) -> list[str]:
     return lines
 
 
-def listing_lines(backups: Sequence[BackupInfo], location: str, *, verbosity: int) -> list[str]:
-    """What `backup --list` prints: the table, then (verbosity 1+) a count with what is special."""
-    if not backups:
+def listing_lines(
+    backups: Sequence[BackupInfo], location: str, *, verbosity: int, leftovers: Sequence[Leftover] = ()
+) -> list[str]:
+    """What `backup --list` prints: the table, the ``leftovers`` of killed writes, then (verbosity
+    1+) a count with what is special. Damaged backups are marked in the table (``damage_lines``)."""
+    if not backups and not leftovers:
         return [f"No backups in the {location}."]
-    lines = backups_table(backups)
+    lines = backups_table(backups) if backups else []
+    lines += leftover_lines(leftovers)
     if verbosity >= 1:
         complete = [backup for backup in backups if backup.complete]
         empty = sum(1 for backup in complete if not backup.holds_data)
@@ -97,3 +102,18 @@ def listing_lines(backups: Sequence[BackupInfo], location: str, *, verbosity: in
         note = f" ({', '.join(notes)})" if notes else ""
         lines.append(f"{len(complete)} backup(s){note} in the {location}.")
     return lines
+
+
+def leftover_lines(leftovers: Sequence[Leftover], now: dt.datetime | None = None) -> list[str]:
+    """``backup --list -v 2``: the temporary files killed writes left (a prune removes old ones)."""
+    now = now or dt.datetime.now(dt.UTC)
+    lines = []
+    for item in leftovers:
+        hours = (now - item.modified).total_seconds() / 3600
+        lines.append(f"leftover {item.key}: {human_size(item.size)}, {hours:.1f} h old")
+    return lines
+
+
+def damage_lines(backups: Sequence[BackupInfo]) -> list[str]:
+    """One line per damaged backup, saying what is missing (the table only marks them)."""
+    return [f"{backup.name} is DAMAGED: {backup.damage}." for backup in backups if backup.damage]

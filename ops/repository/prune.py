@@ -18,8 +18,11 @@ from ops.errors import OpsError, redact
 from ops.repository.backups import FULL, SAFETY, BackupInfo, BackupRepository
 from ops.repository.listing import human_size
 from ops.repository.retention import RetentionPolicy, plan_retention, plan_safety_retention
+from ops.repository.stores import Leftover
 
 _BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-.+")
+# A part is written in seconds: a temporary file this old belongs to a write that was killed.
+LEFTOVER_AGE = dt.timedelta(hours=1)
 
 
 def configured_policy() -> RetentionPolicy:
@@ -70,6 +73,8 @@ class PruneResult:
     policy: RetentionPolicy
     # Newest first, as the repository lists them.
     entries: tuple[PruneEntry, ...]
+    # Temporary files of killed writes, older than LEFTOVER_AGE: removed (a dry run: would be).
+    leftovers: tuple[Leftover, ...] = ()
 
     @property
     def kept(self) -> list[PruneEntry]:
@@ -94,6 +99,9 @@ class PruneResult:
         """What `backup --prune` prints: each backup's fate (dry run or -v 2), then a summary."""
         lines = []
         if self.dry_run or verbosity >= 2:
+            for item in self.leftovers:
+                action = "would delete" if self.dry_run else "deleted"
+                lines.append(f"  {action:<12}  {item.key}  leftover of a killed write, over an hour old")
             width = max((len(entry.name) for entry in self.entries), default=0)
             for entry in self.entries:
                 if entry.action == "keep":
@@ -142,6 +150,7 @@ class PruneResult:
             "deleted": len(self.deleted),
             "failed": len(self.failed),
             "backups": [entry.as_dict() for entry in self.entries],
+            "leftovers": [{"key": item.key, "size": item.size} for item in self.leftovers],
         }
 
 
@@ -173,7 +182,10 @@ def prune_repository(
     # A manifest this code cannot read (a rollback to older code, a damaged file) is left for a
     # person to look at: deleting it as "abandoned" could take every newer backup with data.
     unreadable = [b for b in listed if b.unreadable is not None and b not in foreign]
-    foreign_names = {b.name for b in foreign} | {b.name for b in unreadable}
+    # The flat layout every database shared (old local folders): whose they are is unknown, so no
+    # database's prune takes them.
+    shared = [b for b in listed if repository.in_shared_layout(b.name) and b not in foreign]
+    foreign_names = {b.name for b in foreign} | {b.name for b in unreadable} | {b.name for b in shared}
     ours = [b for b in listed if b.name not in foreign_names]
     safety = [b for b in ours if b.complete and b.kind == SAFETY]
     plan = plan_retention([b for b in ours if b not in safety], policy, now=now)
@@ -193,6 +205,9 @@ def prune_repository(
     decided.update({b.name: _entry(b, "delete", plan.reasons[b.name]) for b in plan.delete})
     decided.update({b.name: _entry(b, "keep", "not a backup name: left alone") for b in foreign})
     decided.update({b.name: _entry(b, "keep", "unreadable manifest: left alone") for b in unreadable})
+    decided.update(
+        {b.name: _entry(b, "keep", "flat layout shared by every database: left alone") for b in shared}
+    )
     if not dry_run:
         # Oldest first: an interrupted prune has removed what mattered least.
         for backup in reversed(plan.delete):
@@ -202,9 +217,14 @@ def prune_repository(
                 decided[backup.name] = replace(decided[backup.name], error=redact(str(error)))
             else:
                 decided[backup.name] = replace(decided[backup.name], deleted=True)
+    stale = [item for item in repository.leftovers() if now - item.modified > LEFTOVER_AGE]
+    if not dry_run:
+        for item in stale:
+            repository.remove_leftover(item)
     return PruneResult(
         location=repository.description,
         dry_run=dry_run,
         policy=policy,
         entries=tuple(decided[b.name] for b in listed),
+        leftovers=tuple(stale),
     )

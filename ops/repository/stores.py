@@ -17,17 +17,20 @@ that no name can reach outside the store.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import http.client
 import io
 import os
 import random
 import re
+import stat
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +56,19 @@ class ObjectNotFound(StoreError):
 class StoredObject:
     key: str
     size: int
+
+
+# Where a local write is assembled before its rename: a killed process leaves such a file behind.
+TEMPORARY_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary file a killed write left in a local store (never listed as an object)."""
+
+    key: str
+    size: int
+    modified: dt.datetime
 
 
 class ObjectStore(Protocol):
@@ -105,7 +121,7 @@ class LocalFolderStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Private by default: backups hold personal data.
-            fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            fd, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -138,10 +154,29 @@ class LocalFolderStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.rglob("*")):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith(TEMPORARY_PREFIX):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     yield StoredObject(key, path.stat().st_size)
+
+    def leftovers(self) -> Sequence[Leftover]:
+        """Temporary files of writes that never finished (a process killed mid-part)."""
+        if not self.root.is_dir():
+            return []
+        found: list[Leftover] = []
+        for path in sorted(self.root.rglob(f"{TEMPORARY_PREFIX}*")):
+            with contextlib.suppress(OSError):
+                status = path.lstat()
+                if stat.S_ISREG(status.st_mode):
+                    modified = dt.datetime.fromtimestamp(status.st_mtime, dt.UTC)
+                    found.append(Leftover(path.relative_to(self.root).as_posix(), status.st_size, modified))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        path = self.root / leftover.key
+        if not path.name.startswith(TEMPORARY_PREFIX):
+            raise OpsConfigurationError(f"{leftover.key} is not a temporary file of this store.")
+        path.unlink(missing_ok=True)
 
     def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
@@ -152,6 +187,82 @@ class LocalFolderStore:
             while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
+
+
+# Backup names start with their UTC time (ops/repository/backups.py new_backup_name): how a backup of
+# the shared flat layout is told apart from a database's folder beside it.
+FLAT_BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9._\-]+")
+
+
+class NamespacedFolderStore(LocalFolderStore):
+    """One database's folder ``FOLDER/<namespace>`` of the local repository.
+
+    Each database writes, lists, prunes and deletes only in its own folder, as on Cloudinary. The
+    flat layout of older versions (every database's backups directly in FOLDER) is still read:
+    its backups list and restore from every namespace, and nothing here deletes them (a delete
+    only ever reaches the database's own folder).
+    """
+
+    def __init__(self, folder: Path, namespace: str, *, shared_prefixes: Sequence[str] = ()) -> None:
+        super().__init__(folder / check_key(namespace))
+        self.folder = folder
+        self.namespace = namespace
+        # Other objects the flat layout held (undo logs): still read by key from there.
+        self.shared_prefixes = frozenset(shared_prefixes)
+
+    def _flat_path(self, key: str) -> Path | None:
+        name, _, rest = check_key(key).partition("/")
+        if rest and name in self.shared_prefixes:
+            return self.folder / key
+        if not rest or "/" in rest or not FLAT_BACKUP_NAME.fullmatch(name):
+            return None
+        return self.folder / key
+
+    def in_flat_layout(self, name: str) -> bool:
+        """Whether backup ``name`` is one of the shared flat layout (not of this database's folder)."""
+        return not (self.root / name).exists() and (self.folder / name).is_dir()
+
+    def get(self, key: str) -> bytes:
+        try:
+            return super().get(key)
+        except ObjectNotFound:
+            flat = self._flat_path(key)
+            if flat is None or not flat.is_file():
+                raise
+            try:
+                return flat.read_bytes()
+            except OSError as error:
+                raise StoreError(f"Cannot read {key} from {self.folder} ({error.strerror}).") from None
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        own = list(super().list(prefix))
+        yield from own
+        names = {obj.key.partition("/")[0] for obj in own}
+        if not self.folder.is_dir():
+            return
+        for backup in sorted(self.folder.iterdir()):
+            if backup.name in names or not FLAT_BACKUP_NAME.fullmatch(backup.name) or not backup.is_dir():
+                continue
+            for path in sorted(backup.iterdir()):
+                key = f"{backup.name}/{path.name}"
+                if path.is_file() and not path.name.startswith(TEMPORARY_PREFIX) and key.startswith(prefix):
+                    yield StoredObject(key, path.stat().st_size)
+
+    def leftovers(self) -> Sequence[Leftover]:
+        found = [*super().leftovers()]
+        if self.folder.is_dir():
+            for backup in sorted(self.folder.iterdir()):
+                if FLAT_BACKUP_NAME.fullmatch(backup.name) and backup.is_dir():
+                    flat = LocalFolderStore(backup)
+                    found += [replace(item, key=f"{backup.name}/{item.key}") for item in flat.leftovers()]
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        own = self.root / leftover.key
+        path = own if own.exists() else self.folder / leftover.key
+        if not path.name.startswith(TEMPORARY_PREFIX):
+            raise OpsConfigurationError(f"{leftover.key} is not a temporary file of this store.")
+        path.unlink(missing_ok=True)
 
 
 class DjangoStorageStore:

@@ -10,7 +10,7 @@ from ops.errors import OpsError, as_command_error
 from ops.media.backup import verify_media
 from ops.progress import ProgressPrinter
 from ops.repository.backups import configured_repository
-from ops.repository.listing import backup_records, listing_lines
+from ops.repository.listing import backup_records, damage_lines, listing_lines
 from ops.repository.prune import prune_repository
 from ops.repository.verify import verify_backup
 
@@ -50,7 +50,14 @@ class Command(OpsCommand):
             "--force",
             action="store_true",
             help="Back up into the repository even when the database holds no user data "
-            "(such a backup is otherwise skipped with a warning, exit 0).",
+            "(such a backup is otherwise skipped with a warning, exit 0). With -o PATH: replace "
+            "an existing regular file.",
+        )
+        parser.add_argument(
+            "--no-encrypt",
+            action="store_false",
+            dest="encrypt",
+            help="With -o: write the file in plaintext even when age recipients are configured.",
         )
         parser.add_argument(
             "--prune",
@@ -105,6 +112,7 @@ class Command(OpsCommand):
                 dry_run=options["dry_run"],
                 prune=options["prune"],
                 with_media=options["with_media"],
+                encrypt=options["encrypt"],
                 latest=options["latest"],
                 include_empty=options["include_empty"],
             )
@@ -125,8 +133,12 @@ class Command(OpsCommand):
         if options["format"] == "json":
             self.stdout.write(json.dumps(backup_records(backups), indent=2))
             return
-        for line in listing_lines(backups, repository.description, verbosity=options["verbosity"]):
+        leftovers = repository.leftovers() if options["verbosity"] >= 2 else ()
+        location, verbosity = repository.description, options["verbosity"]
+        for line in listing_lines(backups, location, verbosity=verbosity, leftovers=leftovers):
             self.stdout.write(line)
+        for line in damage_lines(backups):
+            self.stderr.write(self.style.WARNING(line))
 
     def verify(self, options: dict[str, Any]) -> None:
         repository = configured_repository(options["database"])
@@ -182,9 +194,13 @@ class Command(OpsCommand):
                 progress=progress,
                 skip_empty=not options["force"],
                 with_media=options["with_media"],
+                overwrite=options["force"],
+                encrypt=options["encrypt"],
             )
         finally:
             progress.done()
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(warning))
         for warning in (result.media or {}).get("warnings", []):
             self.stderr.write(self.style.WARNING(f"Media: {warning}"))
         if stream is not None:

@@ -140,6 +140,8 @@ class Command(OpsCommand):
             raise as_command_error(error) from None
         finally:
             progress.done()
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(warning))
         if options["format"] == "json":
             data = result.as_dict()
             if options["media"] and result.restored:
