@@ -43,7 +43,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -475,6 +475,26 @@ def _replaced_tables(database: str, manifest: Manifest) -> set[str]:
     )
 
 
+def _open_swap(database: str, live: Sequence[str], *, if_empty: bool) -> tuple[bool, str | None]:
+    """First thing in the transaction that swaps a PostgreSQL restore in; (go on?, safety backup).
+
+    Writers are locked out of the ``live`` tables (read before the transaction: a SELECT in it
+    would fix its snapshot) from before the snapshot to COMMIT, so the safety backup holds exactly
+    what the swap replaces, and writes wait and land in the restored tables. The emptiness check
+    of ``--if-empty`` and the safety backup read that one snapshot.
+    """
+    connection = connections[database]
+    with connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
+    pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
+    has_data = holds_user_data(database)
+    if if_empty and has_data:
+        return False, None
+    return True, (_safety_backup(database, in_transaction=True) if has_data else None)
+
+
 def _migrate_forward(database: str) -> int:
     out = io.StringIO()
     call_command("migrate", database=database, interactive=False, verbosity=1, stdout=out)
@@ -510,17 +530,9 @@ def _restore_recorded(
             rows = pg_parallel.build_recorded(shadow, archive.file, manifest, schema, jobs, progress)
         live = pg_load.live_tables(connection)
         with transaction.atomic(using=database):
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
-            # Before the snapshot, held to COMMIT: what the safety backup holds is exactly what the
-            # swap replaces; writes wait and land in the restored tables.
-            pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
-            has_data = holds_user_data(database)
-            if if_empty and has_data:
+            go_on, safety = _open_swap(database, live, if_empty=if_empty)
+            if not go_on:
                 return _Loaded(False, jobs=jobs)
-            safety = _safety_backup(database, in_transaction=True) if has_data else None
             replaced = _replaced_tables(database, manifest)
             if shadow is not None:
                 kept = pg_load.drop_replaced_tables(
@@ -598,18 +610,9 @@ def _restore_postgres(
                 shadow, jobs = None, 1
         live = pg_load.live_tables(connection)
         with transaction.atomic(using=database):
-            with connection.cursor() as cursor:
-                # One snapshot for the emptiness check and the safety backup, taken after the lock.
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                cursor.execute("SET LOCAL maintenance_work_mem = %s", [pg_load.maintenance_work_mem()])
-            # Before the snapshot, held to COMMIT: what the safety backup holds is exactly what the
-            # swap replaces; writes wait and land in the restored tables.
-            pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
-            has_data = holds_user_data(database)
-            if if_empty and has_data:
+            go_on, safety = _open_swap(database, live, if_empty=if_empty)
+            if not go_on:
                 return _Loaded(False, jobs=jobs)
-            safety = _safety_backup(database, in_transaction=True) if has_data else None
             replaced = _replaced_tables(database, manifest)
             if shadow is not None:
                 replaced |= pg_parallel.shadow_tables(connection, shadow)

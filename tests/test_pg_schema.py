@@ -176,15 +176,16 @@ def test_restore__tables_not_in_the_backup_are_left_alone_and_named(
     assert rows(target, "SELECT id FROM made_later") == [(7,)]
     assert "Left alone, not in the backup and of no installed app: made_later." in result.notes
     # The safety backup holds everything the restore replaced: the whole database as it was.
-    safety = read_safety(result.safety_backup)
+    safety = read_safety(target, result.safety_backup)
     assert "made_later" in [entry.name for entry in safety.tables]
 
 
-def read_safety(name: str | None) -> Manifest:
+def read_safety(database: str, name: str | None) -> Manifest:
     from ops.repository.backups import configured_repository
 
     assert name is not None
-    repository = configured_repository("default")
+    # The local repository keeps a folder per database: the restored one's holds its safety backup.
+    repository = configured_repository(database)
     with repository.spooled(repository.info(name)) as handle:
         return verify_archive(handle)
 

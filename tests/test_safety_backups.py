@@ -321,8 +321,10 @@ def test_backup__unencrypted_into_a_repository_of_encrypted_backups_is_refused_n
 
 @pytest.mark.usefixtures("backup_dir")
 def test_restore__manifest_claiming_encryption_over_plaintext_parts_is_refused_whatever_the_key(
-    scratch: ScratchDatabases, backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+    scratch: ScratchDatabases, backup_dir: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    # One database's backup restored into another: both read one namespace of the local repository.
+    settings.OPS = {**settings.OPS, "BACKUP_NAMESPACE": "shared"}
     source = scratch.postgres()
     fm.Tag.objects.using(source).create(name="planted")
     name = backup(source)
