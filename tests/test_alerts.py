@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ops.alerts import failure_text, ping_url
-from ops.repository.backups import BackupRepository, configured_repository
+from ops.repository.backups import BackupRepository, configured_repository, default_namespace
 from ops.repository.stores import LocalFolderStore, StoreError
 from tests.alert_receiver import CHECK_PATH, AlertReceiver
 from tests.commands import run_command
@@ -233,7 +233,8 @@ def test_prune__a_failed_delete_alerts_with_the_prune_s_message(
         "BACKUP_KEEP_WEEKLY": 0,
         "BACKUP_KEEP_MONTHLY": 0,
     }
-    stuck = BackupRepository(OneStuckBackup(backup_dir, oldest))
+    # The database's own folder of the local repository (a folder per database).
+    stuck = BackupRepository(OneStuckBackup(backup_dir / default_namespace(alias), oldest))
     monkeypatch.setattr("ops.management.commands.backup.configured_repository", lambda database: stuck)
     receiver.pings.clear()
 

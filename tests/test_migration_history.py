@@ -130,7 +130,8 @@ def test_restore__backup_after_squash_into_unsquashed_code(
         )
         cursor.execute("ALTER TABLE squashapp_widget DROP COLUMN colour")
     with code(SQUASHED):
-        run_backup(source, output=str(archive))
+        # Replaces the archive source_with_widgets wrote (as `backup -o --force` would).
+        run_backup(source, output=str(archive), overwrite=True)
 
     with code(UNSQUASHED):
         target = new_database(scratch, engine)
@@ -188,7 +189,7 @@ def test_restore__history_of_an_app_not_installed_is_carried_never_blocking(
             ["2020-01-01 00:00:00"],
         )
     with code(UNSQUASHED):
-        run_backup(source, output=str(archive))
+        run_backup(source, output=str(archive), overwrite=True)
 
     # This code installs neither squashapp nor oldplugin.
     target = new_database(scratch, engine)
