@@ -726,16 +726,18 @@ def run_restore(
         # Tables of installed models, wherever the routers send them: the others no app owns.
         owned = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
         unowned = [e.name for e in manifest.tables if e.name not in owned and e.name != "django_migrations"]
-        if schema is None and unowned:
-            # The migration path creates model tables only: the others cannot be loaded here.
+        if schema is None and any(e.name not in owned for e in manifest.tables):
+            # The migration path creates model tables only: the others cannot be loaded here. The
+            # history is not loaded as a table either: migrating to the recorded state writes
+            # every recorded row of it (apps not installed included).
             archive = replace(
                 archive,
                 manifest=replace(manifest, tables=tuple(e for e in manifest.tables if e.name in owned)),
             )
             manifest = archive.manifest
-            notes.append(
-                f"Not restored, no installed app owns them (restore into PostgreSQL): {', '.join(unowned)}."
-            )
+            if unowned:
+                names = ", ".join(unowned)
+                notes.append(f"Not restored, no installed app owns them (restore into PostgreSQL): {names}.")
         elif unowned:
             notes.append(f"Tables kept, no installed app owns them: {', '.join(unowned)}.")
         # Across engines (SQLite <-> PostgreSQL): refuses unsupported column types before any write.
