@@ -21,7 +21,7 @@ from django.db import connections
 
 from ops.archive.format import verify_archive
 from ops.backup import run_backup
-from ops.engines.pg_load import _lock_key
+from ops.engines.pg_load import restore_lock_key
 from ops.restore import run_restore
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint
@@ -112,7 +112,7 @@ def test_restore__waits_for_another_restore_then_fails_cleanly(
     holder = scratch.server.connect(scratch.names[alias])
     holder.autocommit = True
     with holder.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [_lock_key(connections[alias])])
+        cursor.execute("SELECT pg_advisory_lock(%s)", [restore_lock_key(connections[alias])])
     try:
         started = time.monotonic()
         with pytest.raises(CommandError, match=r"Another restore of database .* is running") as raised:

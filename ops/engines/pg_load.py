@@ -48,9 +48,6 @@ def restore_lock_key(connection: BaseDatabaseWrapper) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-_lock_key = restore_lock_key  # the name tests and older callers use
-
-
 @contextlib.contextmanager
 def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[None]:
     """One restore at a time per database: a session-level advisory lock, waited for ``timeout`` s.
