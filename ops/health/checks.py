@@ -359,9 +359,13 @@ def newest_intact_backup(repository: Any) -> NewestIntact:
     stamped = sorted((name for name in names if _stamp(name) is not None), reverse=True)
     unstamped = [name for name in names if _stamp(name) is None]
     newest: dt.datetime | None = None
+    # The second the newest intact name was stamped with: names of older seconds need no read, but
+    # names of that same second may be newer (the stamp has no fraction; the suffix is random).
+    newest_second: dt.datetime | None = None
     damaged = []
     for name in [*stamped, *unstamped]:
-        if newest is not None and name in stamped:
+        stamp = _stamp(name)
+        if newest_second is not None and stamp is not None and stamp < newest_second:
             continue
         try:
             backup = repository.info(name)
@@ -372,9 +376,11 @@ def newest_intact_backup(repository: Any) -> NewestIntact:
             damaged.append((backup, damage))
             continue
         newest = backup.created_at if newest is None else max(newest, backup.created_at)
+        if stamp is not None and newest_second is None:
+            newest_second = stamp
     newer = tuple(
         replace(backup, damage=damage)
-        for backup, damage in damaged
+        for backup, damage in sorted(damaged, key=lambda pair: pair[0].created_at, reverse=True)
         if newest is None or backup.created_at > newest
     )
     return NewestIntact(newest, newer)
