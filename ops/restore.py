@@ -646,6 +646,19 @@ def _return_large_blocks_to_the_os() -> None:
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
 
 
+def _holds_data_already(name: str, label: str, started: float) -> RestoreResult:
+    """``--if-empty`` found data (under the lock, before any change): nothing restored, exit 0."""
+    return RestoreResult(
+        name,
+        label,
+        0,
+        0,
+        time.monotonic() - started,
+        restored=False,
+        message=f"Database {label} already holds data: nothing restored.",
+    )
+
+
 def run_restore(
     database: str = "default",
     source: str | None = None,
@@ -748,15 +761,7 @@ def run_restore(
         try:
             has_data = holds_user_data(database)
             if if_empty and has_data:
-                return RestoreResult(
-                    archive.name,
-                    label,
-                    0,
-                    0,
-                    time.monotonic() - started,
-                    restored=False,
-                    message=f"Database {label} already holds data: nothing restored.",
-                )
+                return _holds_data_already(archive.name, label, started)
             # Into a database without tables yet, a partial backup has nothing to leave alone.
             partial = manifest.extra.get("kind") == PARTIAL and bool(
                 _existing_model_tables(connection, database)
@@ -787,15 +792,7 @@ def run_restore(
                         database, archive, if_empty=if_empty, progress=progress, convert=convert, skip=skip
                     )
                 if not loaded.restored:
-                    return RestoreResult(
-                        archive.name,
-                        label,
-                        0,
-                        0,
-                        time.monotonic() - started,
-                        restored=False,
-                        message=f"Database {label} already holds data: nothing restored.",
-                    )
+                    return _holds_data_already(archive.name, label, started)
             else:
                 # The file lock normalize_media_urls --apply takes too: one writer of the whole file.
                 with sqlite_restore_lock(connection, float(ops_setting("RESTORE_LOCK_TIMEOUT"))):
@@ -822,15 +819,7 @@ def run_restore(
                         lock_timeout=float(ops_setting("RESTORE_LOCK_TIMEOUT")),
                     )
                     if sqlite_rows is None:
-                        return RestoreResult(
-                            archive.name,
-                            label,
-                            0,
-                            0,
-                            time.monotonic() - started,
-                            restored=False,
-                            message=f"Database {label} already holds data: nothing restored.",
-                        )
+                        return _holds_data_already(archive.name, label, started)
                     safety = safety_names[0] if safety_names else None
                     loaded = _Loaded(True, safety, sqlite_rows)
         except DatabaseError as error:

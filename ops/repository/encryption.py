@@ -134,18 +134,27 @@ def _env(setting: str) -> str:
     return os.environ.get(str(ops_setting(setting)), "").strip()
 
 
-def encryption_keys_from_environment() -> EncryptionKeys | None:
-    """The keys new backups are encrypted to, or None when encryption is not configured."""
-    recipients_text = _env("ENCRYPTION_RECIPIENTS_ENV")
-    recipients_file = _env("ENCRYPTION_RECIPIENTS_FILE_ENV")
-    if recipients_file:
+def _env_and_file(value_setting: str, file_setting: str, what: str) -> str:
+    """The keys in the variable ``OPS[value_setting]`` names, then those of the file ``OPS[file_setting]``
+    names (either may be unset)."""
+    text = _env(value_setting)
+    path = _env(file_setting)
+    if path:
         try:
-            recipients_text += "\n" + Path(recipients_file).read_text()
+            text += "\n" + Path(path).read_text()
         except OSError as error:
             raise OpsConfigurationError(
-                f"Cannot read the age recipients file named by "
-                f"{ops_setting('ENCRYPTION_RECIPIENTS_FILE_ENV')} ({error.strerror}). Fix the path."
+                f"Cannot read the age {what} file named by {ops_setting(file_setting)} "
+                f"({error.strerror}). Fix the path."
             ) from None
+    return text
+
+
+def encryption_keys_from_environment() -> EncryptionKeys | None:
+    """The keys new backups are encrypted to, or None when encryption is not configured."""
+    recipients_text = _env_and_file(
+        "ENCRYPTION_RECIPIENTS_ENV", "ENCRYPTION_RECIPIENTS_FILE_ENV", "recipients"
+    )
     passphrase = os.environ.get(str(ops_setting("ENCRYPTION_PASSPHRASE_ENV")), "")
     recipients = tuple(parse_recipients(recipients_text)) if recipients_text.strip() else ()
     if not recipients and not passphrase:
@@ -155,17 +164,9 @@ def encryption_keys_from_environment() -> EncryptionKeys | None:
 
 def identities_from_environment() -> list[x25519.Identity]:
     """The identities a restore decrypts with: the key itself, or a file holding it."""
-    text = _env("ENCRYPTION_IDENTITY_ENV")
-    path = _env("ENCRYPTION_IDENTITY_FILE_ENV")
-    if path:
-        try:
-            text += "\n" + Path(path).read_text()
-        except OSError as error:
-            raise OpsConfigurationError(
-                f"Cannot read the age identity file named by "
-                f"{ops_setting('ENCRYPTION_IDENTITY_FILE_ENV')} ({error.strerror}). Fix the path."
-            ) from None
-    return parse_identities(text)
+    return parse_identities(
+        _env_and_file("ENCRYPTION_IDENTITY_ENV", "ENCRYPTION_IDENTITY_FILE_ENV", "identity")
+    )
 
 
 def decryption_configured() -> bool:
