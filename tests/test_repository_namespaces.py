@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 
 from ops.health import checks as health_checks
 from ops.health.runner import HealthFailure
@@ -15,23 +14,9 @@ from ops.repository.backups import configured_repository, default_namespace
 from tests.commands import run_command
 from tests.fidelity.data import fingerprint
 from tests.ops_databases import ScratchDatabases
+from tests.test_prune import KEEP_ONLY_THE_NEWEST, backups_of, with_data
 
 pytestmark = pytest.mark.usefixtures("backup_dir")
-KEEP_ONLY_THE_NEWEST = {
-    "BACKUP_KEEP_LAST": 1,
-    "BACKUP_KEEP_DAILY": 0,
-    "BACKUP_KEEP_WEEKLY": 0,
-    "BACKUP_KEEP_MONTHLY": 0,
-}
-
-
-def with_data(alias: str) -> str:
-    User.objects.db_manager(alias).create_user(f"u{User.objects.using(alias).count()}", "u@example.org", "x")
-    return alias
-
-
-def backups_of(alias: str) -> list[str]:
-    return [backup.name for backup in configured_repository(alias).backups()]
 
 
 def test_local_repository__sqlite_and_postgresql_backups_live_apart(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from tests.postgres_server import PostgresServer
-from tests.realworld.harness import driver
+from tests.realworld.harness import Project, driver
 
 _numbers = itertools.count()
 
@@ -36,6 +37,12 @@ def restore_json(output: str) -> dict:
     lines = output.splitlines()
     start = max(index for index, line in enumerate(lines) if line == "{")
     return json.loads("\n".join(lines[start:]))
+
+
+def restore_archive(project: Project, url: str, archive: Any, **extra: str) -> dict:
+    """``manage.py restore ARCHIVE --no-input --format json`` in ``project``: its summary."""
+    result = project.manage(url, "restore", str(archive), "--no-input", "--format", "json", **extra)
+    return restore_json(result.stdout)
 
 
 def assert_same_site(restored: dict, source: dict, *, pages: bool = True) -> None:

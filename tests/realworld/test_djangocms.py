@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.realworld.conftest import assert_same_site, restore_json
+from tests.realworld.conftest import assert_same_site, restore_archive
 from tests.realworld.harness import Project, driver, virtualenv
 from tests.realworld.sites import djangocms_site
 
@@ -35,15 +35,10 @@ def source(project: Project, new_database: Callable[..., str]) -> dict[str, Any]
     return {"url": url, "urls": urls, "state": state, "archive": archive}
 
 
-def _restore(project: Project, url: str, archive: Any, **extra: str) -> dict[str, Any]:
-    result = project.manage(url, "restore", str(archive), "--no-input", "--format", "json", **extra)
-    return restore_json(result.stdout)
-
-
 @pytest.fixture(scope="module")
 def restored(project: Project, source: dict[str, Any], new_database: Callable[..., str]) -> dict[str, Any]:
     target = new_database()
-    return {"url": target, "summary": _restore(project, target, source["archive"])}
+    return {"url": target, "summary": restore_archive(project, target, source["archive"])}
 
 
 def test_djangocms__restore_into_empty_database(project, source, restored):
@@ -55,7 +50,7 @@ def test_djangocms__restore_into_empty_database(project, source, restored):
 def test_djangocms__restore_over_changed_data(project, source, new_database):
     target = new_database(copy_of=source["url"])
     project.script(target, "djangocms_change")
-    summary = _restore(project, target, source["archive"], OPS_RESTORE_JOBS="1")
+    summary = restore_archive(project, target, source["archive"], OPS_RESTORE_JOBS="1")
     assert summary["safety_backup"]
     assert_same_site(project.script(target, "site_state", "sql", *source["urls"]), source["state"])
 

@@ -8,12 +8,11 @@ data migrations, a page tree, StreamField, modelcluster's ParentalKey, images an
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.realworld.conftest import assert_same_site, restore_json
+from tests.realworld.conftest import assert_same_site, restore_archive, restore_json
 from tests.realworld.harness import Project, driver, virtualenv
 from tests.realworld.sites import wagtail_site
 
@@ -37,16 +36,11 @@ def source(project: Project, new_database: Callable[..., str]) -> dict[str, Any]
     return {"url": url, "urls": urls, "state": state, "archive": archive}
 
 
-def _restore(project: Project, url: str, archive: Path) -> dict[str, Any]:
-    result = project.manage(url, "restore", str(archive), "--no-input", "--format", "json")
-    return restore_json(result.stdout)
-
-
 @pytest.fixture(scope="module")
 def restored(project: Project, source: dict[str, Any], new_database: Callable[..., str]) -> dict[str, Any]:
     """The backup restored into an empty database (no tables at all)."""
     target = new_database()
-    return {"url": target, "summary": _restore(project, target, source["archive"])}
+    return {"url": target, "summary": restore_archive(project, target, source["archive"])}
 
 
 def test_wagtail__restore_into_empty_database(project, source, restored):
@@ -59,12 +53,12 @@ def test_wagtail__restore_into_empty_database(project, source, restored):
 def test_wagtail__restore_over_changed_data(project, source, new_database):
     target = new_database(copy_of=source["url"])
     project.script(target, "wagtail_change")
-    summary = _restore(project, target, source["archive"])
+    summary = restore_archive(project, target, source["archive"])
     assert summary["safety_backup"]
     assert_same_site(project.script(target, "site_state", "sql", *source["urls"]), source["state"])
 
 
-def test_wagtail__one_transaction_restore(project, source, new_database):
+def test_wagtail__one_transactionrestore_archive(project, source, new_database):
     """RESTORE_JOBS=1: the migrations replay inside the restore's one transaction."""
     target = new_database(copy_of=source["url"])
     project.script(target, "wagtail_change")
@@ -113,7 +107,7 @@ def sqlite_source(project: Project) -> dict[str, Any]:
 
 def test_wagtail__sqlite_to_sqlite(project, sqlite_source):
     target = f"sqlite:///{project.root / 'restored.sqlite3'}"
-    _restore(project, target, sqlite_source["archive"])
+    restore_archive(project, target, sqlite_source["archive"])
     assert_same_site(
         project.script(target, "site_state", "sql", *sqlite_source["urls"]), sqlite_source["state"]
     )
