@@ -45,6 +45,26 @@ def restore_archive(project: Project, url: str, archive: Any, **extra: str) -> d
     return restore_json(result.stdout)
 
 
+def backed_up_site(project: Project, new_database: Callable[..., str], populate: str) -> dict[str, Any]:
+    """The site migrated on a new PostgreSQL database, filled by script ``populate``, its state
+    (tables and pages) and a backup of it (``-o``): the source every real-world test compares with."""
+    url = new_database()
+    project.manage(url, "migrate", "--no-input", "-v0")
+    urls = project.script(url, populate)["urls"]
+    state = project.script(url, "site_state", "sql", *urls)
+    archive = project.root / "site.ops"
+    project.manage(url, "backup", "-o", str(archive))
+    return {"url": url, "urls": urls, "state": state, "archive": archive}
+
+
+def restored_into_new(
+    project: Project, source: dict[str, Any], new_database: Callable[..., str]
+) -> dict[str, Any]:
+    """The source's backup restored into an empty database (no tables at all)."""
+    target = new_database()
+    return {"url": target, "summary": restore_archive(project, target, source["archive"])}
+
+
 def assert_same_site(restored: dict, source: dict, *, pages: bool = True) -> None:
     """Every table digest-equal, the same migrations, and (``pages``) every page the same HTML."""
     differing = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.realworld.conftest import assert_same_site, restore_archive
+from tests.realworld.conftest import assert_same_site, backed_up_site, restore_archive, restored_into_new
 from tests.realworld.harness import Project, driver, virtualenv
 from tests.realworld.sites import djangocms_site
 
@@ -26,19 +26,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture(scope="module")
 def source(project: Project, new_database: Callable[..., str]) -> dict[str, Any]:
-    url = new_database()
-    project.manage(url, "migrate", "--no-input", "-v0")
-    urls = project.script(url, "djangocms_populate")["urls"]
-    state = project.script(url, "site_state", "sql", *urls)
-    archive = project.root / "site.ops"
-    project.manage(url, "backup", "-o", str(archive))
-    return {"url": url, "urls": urls, "state": state, "archive": archive}
+    return backed_up_site(project, new_database, "djangocms_populate")
 
 
 @pytest.fixture(scope="module")
 def restored(project: Project, source: dict[str, Any], new_database: Callable[..., str]) -> dict[str, Any]:
-    target = new_database()
-    return {"url": target, "summary": restore_archive(project, target, source["archive"])}
+    return restored_into_new(project, source, new_database)
 
 
 def test_djangocms__restore_into_empty_database(project, source, restored):
