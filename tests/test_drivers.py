@@ -109,6 +109,51 @@ def test_pg_copy__copy_to_streams_a_table_several_times_its_buffer() -> None:
     assert max(sink.writes) <= pg_copy.COPY_BUFFER + 200
 
 
+class _FailingSink(_RecordingSink):
+    def write(self, data: bytes) -> int:
+        if self.writes:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pg_copy__copy_to_a_server_error_mid_copy_is_the_drivers_error_and_the_connection_lives_on() -> None:
+    # The error comes after rows were sent: row 50,000 divides by zero.
+    statement = "COPY (SELECT i, 1 / (i - 50000) FROM generate_series(1, 60000) i) TO STDOUT"
+    raw = pg_copy.connect(connection)
+    try:
+        with pytest.raises(Exception) as raised, pg_copy.transaction(raw), raw.cursor() as cursor:
+            pg_copy.copy_to(cursor, statement, _RecordingSink())
+        assert pg_copy.sqlstate(raised.value) == "22012"  # division_by_zero
+        with pg_copy.transaction(raw), raw.cursor() as cursor:
+            cursor.execute("SELECT 41 + 1")
+            assert cursor.fetchone()[0] == 42
+    finally:
+        raw.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pg_copy__copy_to_a_sink_failing_mid_copy_stops_it_and_the_connection_lives_on() -> None:
+    statement = "COPY (SELECT i, repeat('x', 100) FROM generate_series(1, 200000) i) TO STDOUT"
+    raw = pg_copy.connect(connection)
+    try:
+        sink = _FailingSink()
+        with pytest.raises(OSError, match="No space left"), pg_copy.transaction(raw), raw.cursor() as cursor:
+            pg_copy.copy_to(cursor, statement, sink)
+        assert len(sink.writes) == 1  # one buffer written, the next refused
+        with pg_copy.transaction(raw), raw.cursor() as cursor:
+            cursor.execute("SELECT 41 + 1")
+            assert cursor.fetchone()[0] == 42
+            # And COPY works again on it, whole.
+            rows = pg_copy.copy_to(
+                cursor, "COPY (SELECT i FROM generate_series(1, 1000) i) TO STDOUT", sink2 := _RecordingSink()
+            )
+        assert rows == 1000
+        assert bytes(sink2.data).count(b"\n") == 1000
+    finally:
+        raw.close()
+
+
 @pytest.mark.django_db
 def test_pg_copy__copy_from_reads_the_stream_a_buffer_at_a_time() -> None:
     source = _RowSource(60_000)

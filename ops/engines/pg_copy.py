@@ -16,6 +16,7 @@ Nothing else in ops touches these; other modules go through Django's cursor or t
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -52,15 +53,59 @@ def copy_to(cursor: Any, statement: str, sink: Writable) -> int:
     # psycopg 3 yields one row at a time: gathered into writes of about COPY_BUFFER bytes (a
     # compressor's write costs per call as well as per byte), so memory still holds one buffer.
     pending = bytearray()
-    with cursor.copy(statement) as copy:
-        for data in copy:
+    with cursor.copy(statement):
+        rows = _read_rows(cursor.connection, pending, sink)
+    if pending:
+        sink.write(bytes(pending))
+    return rows
+
+
+def _read_rows(connection: Any, pending: bytearray, sink: Writable) -> int:
+    """psycopg 3's COPY TO rows read straight from libpq (``Connection.pgconn``); the row count.
+
+    Iterating ``Copy`` goes through psycopg's generator-and-wait machinery once per row: it spent
+    twice psycopg2's client CPU on the 2 M rows of one table (1.0 s vs 0.5 s, measured), and in a
+    backup the client, not the server, set the pace. This is the loop psycopg runs
+    (``generators.copy_from``) without the per-row machinery: rows while libpq has whole ones
+    buffered, a wait on the socket when it has none. The COPY's final result is read here too, so
+    psycopg's ``Copy`` has nothing left to do when its block exits; if the sink raises mid-way,
+    that exit cancels the COPY and drains it, as it always does. Rows are gathered into writes of
+    about COPY_BUFFER bytes in ``pending`` (the caller writes what is left).
+    """
+    from psycopg import errors, pq
+
+    pgconn = connection.pgconn
+    poll = select.poll()
+    poll.register(pgconn.socket, select.POLLIN)
+    get_copy_data = pgconn.get_copy_data
+    while True:
+        size, data = get_copy_data(1)
+        if size > 0:
             pending += data
             if len(pending) >= COPY_BUFFER:
                 sink.write(bytes(pending))
                 pending.clear()
-    if pending:
-        sink.write(bytes(pending))
-    return int(cursor.rowcount)
+        elif size == 0:  # no whole row buffered: wait for the server
+            poll.poll()
+            pgconn.consume_input()
+        else:  # -1: the rows ended (or an error came instead); -2: the connection failed
+            break
+    results = []
+    while True:
+        while pgconn.is_busy():
+            poll.poll()
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        results.append(result)
+    if not results:  # -2: no result to say why, libpq's message does
+        message = pgconn.error_message.decode(connection.info.encoding, "replace").strip()
+        raise errors.OperationalError(message or "the connection failed during COPY")
+    final = results[-1]
+    if final.status != pq.ExecStatus.COMMAND_OK:
+        raise errors.error_from_result(final, encoding=connection.info.encoding)
+    return int(final.command_tuples or 0)
 
 
 def connect(wrapper: BaseDatabaseWrapper, **overrides: Any) -> Any:
