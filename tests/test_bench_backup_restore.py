@@ -22,6 +22,8 @@ def test_bench_backup_restore__runs_at_a_tiny_scale() -> None:
             "--no-double",
             "--fraction",
             "0.5",
+            "--repeat",
+            "2",  # a second backup to the same -o path: --force
         ],
         cwd=ROOT,
         capture_output=True,
@@ -33,5 +35,6 @@ def test_bench_backup_restore__runs_at_a_tiny_scale() -> None:
     assert "backup / pg_dump time:" in result.stdout
     assert "restore / pg_restore time:" in result.stdout
     assert "extrapolated" in result.stdout
+    assert "fastest of 2 interleaved runs each" in result.stdout
     assert "encrypted / plain backup time:" in result.stdout
     assert "encrypted / plain restore time:" in result.stdout
