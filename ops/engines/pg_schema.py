@@ -628,9 +628,22 @@ def set_sequences(cursor: Any, plan_: Plan) -> None:
         cursor.execute("SELECT setval(%s::regclass, %s, %s)", [name, value, is_called])
 
 
+# Statements sent per round trip by ``execute``.
+_STATEMENTS_PER_TRIP = 200
+
+
 def execute(cursor: Any, statements: Sequence[str]) -> None:
-    for statement in statements:
-        cursor.execute(statement)
+    """Run ``statements`` (a plan's, each checked to be one statement) in order, a batch per trip.
+
+    One query string holding several statements runs them in order, as separate statements would
+    (inside the caller's transaction; both drivers send a query without parameters as a simple
+    query). Each was checked to be exactly one statement, with no comment nor unterminated quote,
+    so joining them cannot merge two into one; the newline before each ``;`` is for the reader of
+    a server log. Hundreds of small DDL statements (a Wagtail site's schema) took a round trip and
+    a pass through Django's cursor each.
+    """
+    for start in range(0, len(statements), _STATEMENTS_PER_TRIP):
+        cursor.execute("\n;\n".join(statements[start : start + _STATEMENTS_PER_TRIP]))
 
 
 def prepare_session(cursor: Any) -> None:
