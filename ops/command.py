@@ -12,6 +12,7 @@ invoked); ``--traceback`` still shows the original error, chained.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import sys
 from typing import Any
@@ -138,6 +139,18 @@ def _silence_stdout() -> None:
 
 class OpsCommand(BaseCommand):
     """A BaseCommand whose every failure is a one-line CommandError (see the module docstring)."""
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """Run as the process's command (``manage.py``), which ends right after it."""
+        try:
+            super().run_from_argv(argv)
+        finally:
+            # Before exiting, Python runs a full garbage collection over every object the
+            # project's modules made: 0.25 s of a `manage.py help` and 0.4 s of a restore on the
+            # Wagtail site of tests/realworld (measured), longer than pg_restore's whole run.
+            # Frozen objects are left out of it; they are freed with the process as before.
+            # Not in ``execute``: call_command runs inside processes that go on.
+            gc.freeze()
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
