@@ -122,7 +122,11 @@ def test_pg_copy__copy_to_a_server_error_mid_copy_is_the_drivers_error_and_the_c
     statement = "COPY (SELECT i, 1 / (i - 50000) FROM generate_series(1, 60000) i) TO STDOUT"
     raw = pg_copy.connect(connection)
     try:
-        with pytest.raises(Exception) as raised, pg_copy.transaction(raw), raw.cursor() as cursor:
+        with (
+            pytest.raises(Exception, match="division by zero") as raised,
+            pg_copy.transaction(raw),
+            raw.cursor() as cursor,
+        ):
             pg_copy.copy_to(cursor, statement, _RecordingSink())
         assert pg_copy.sqlstate(raised.value) == "22012"  # division_by_zero
         with pg_copy.transaction(raw), raw.cursor() as cursor:
