@@ -11,13 +11,14 @@ from typing import Any
 import hypothesis
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
+from django.db import connection, connections, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ops.archive.format import CorruptArchive
 from ops.backup import run_backup
-from ops.engines import pg_parallel
+from ops.engines import pg_copy, pg_load, pg_parallel
+from ops.errors import OpsConfigurationError
 from ops.restore import run_restore
 from tests.fidelity import models as fm
 from tests.fidelity.data import fingerprint, populate
@@ -279,3 +280,45 @@ def test_parallel_restore__falls_back_to_one_transaction_when_the_private_schema
     assert fingerprint(target) == fingerprint(source)
     assert schema_objects(target) == schema_objects(source)
     assert shadow_schemas(target) == []
+
+
+@pytest.mark.skipif(
+    pg_copy.driver() != "psycopg", reason="server_side_binding is an option of psycopg 3 only"
+)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_restore__with_psycopgs_server_side_binding_backs_up_and_restores_over_data(
+    scratch: ScratchDatabases, tmp_path: Path, settings: Any, jobs: int
+) -> None:
+    # OPTIONS = {"server_side_binding": True}: every query with parameters is a prepared statement,
+    # where SET cannot take one ("SET lock_timeout = $1" is a syntax error): set_config() can.
+    settings.OPS = {**settings.OPS, "RESTORE_JOBS": jobs}
+    source, target = scratch.postgres(), scratch.postgres()
+    for alias in (source, target):
+        connections[alias].close()
+        connections[alias].settings_dict["OPTIONS"] = {
+            **connections[alias].settings_dict.get("OPTIONS", {}),
+            "server_side_binding": True,
+        }
+    populate(source)
+    User.objects.db_manager(target).create_user("other", "o@example.org", "pw")
+    archive = tmp_path / "a.kidoo-backup"
+    run_backup(source, output=str(archive))
+
+    result = run_restore(target, str(archive))
+
+    assert (result.restored, result.jobs) == (True, jobs)
+    assert result.safety_backup is not None
+    assert fingerprint(target) == fingerprint(source)
+    with connections[target].cursor() as cursor:
+        assert type(cursor.cursor).__name__ == "ServerBindingCursor"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("value", ["64MB'; RESET ALL; --", "64MB; SELECT 1", "", "1e9", "64 MB'"])
+def test_set_local__only_a_number_with_a_unit_is_written_into_the_statement(value: str) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        with pytest.raises(OpsConfigurationError, match="maintenance_work_mem"):
+            pg_load.set_local(cursor, "maintenance_work_mem", value)
+        pg_load.set_local(cursor, "maintenance_work_mem", "64MB")
+        cursor.execute("SHOW maintenance_work_mem")
+        assert cursor.fetchone()[0] == "64MB"
