@@ -184,16 +184,6 @@ def compile_bytecode() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], cwd=ROOT, check=True)
 
 
-def server_major(server: PostgresServer) -> int:
-    """The server's major version: pg_dump must be at least as new."""
-    conn = server.connect("postgres")
-    with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('server_version_num')::int / 10000")
-        (major,) = cur.fetchone()
-    conn.close()
-    return int(major)
-
-
 def keep(results: dict[str, Any], name: str, timed: Run) -> None:
     """The fastest run of ``name`` (the highest peak RSS of all its runs); every run in ``all``."""
     results.setdefault("all", {}).setdefault(name, []).append(timed.seconds)
@@ -211,7 +201,7 @@ def mb(size: int) -> str:
 def bench_scale(
     server: PostgresServer, scale: float, work: Path, *, with_django_dump: bool, fraction: float
 ) -> dict[str, Any]:
-    bindir = client_bindir(server_major(server))
+    bindir = client_bindir(server.major())
     source = f"bench_source_{str(scale).replace('.', '_')}"
     server.drop_database(source)
     server.create_database(source)

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.postgres_server import PostgresServer, _server_bindir, server_from_url, throwaway_cluster  # noqa: E402
+from tests.postgres_server import PostgresServer, client_bindir, server_from_url, throwaway_cluster  # noqa: E402
 from tests.realworld.harness import driver, virtualenv  # noqa: E402
 from tests.realworld.sites import wagtail_site  # noqa: E402
 
@@ -56,8 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    bindir = _server_bindir()
     with tempfile.TemporaryDirectory(prefix="bench-realworld-") as folder, server() as pg:
+        # pg_dump and pg_restore at least as new as the server (not always in the server's folder).
+        bindir = client_bindir(pg.major())
         project = wagtail_site(Path(folder) / "site", virtualenv("wagtail", driver()))
         source = "bench_rw_source"
         pg.drop_database(source)

@@ -66,6 +66,18 @@ class PostgresServer:
             dbname=dbname or self.maintenance_db,
         )
 
+    def major(self) -> int:
+        """The server's major version (pg_dump must be at least as new: ``client_bindir``)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version_num')::int / 10000")
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        assert row is not None
+        return int(row[0])
+
     def create_database(self, name: str, *, template: str = "template0") -> None:
         conn = self.connect()
         conn.autocommit = True
