@@ -17,22 +17,15 @@ from collections.abc import Sequence
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ops.archive.copy_text import decode_lines
-from ops.archive.format import CorruptArchive, Manifest, Readable, iter_tables
-from ops.engines import pg_load
+from ops.archive.format import Manifest, Readable, iter_tables
+from ops.engines import pg_load, sqlite_load
 from ops.engines.cross_engine import TableConverter
 from ops.errors import OpsError
 from ops.progress import ProgressCallback, TableProgress
 
-_BATCH = 2000
-
 
 class PartialMismatch(OpsError):
     """The database's tables are not shaped as the partial backup's: it cannot be loaded in place."""
-
-
-def _sqlite_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _live_columns(connection: BaseDatabaseWrapper, table: str) -> list[str] | None:
@@ -47,7 +40,7 @@ def _live_columns(connection: BaseDatabaseWrapper, table: str) -> list[str] | No
                 [pg_load.quote_ident(table)],
             )
             return [str(row[0]) for row in cursor.fetchall()]
-        cursor.execute(f"PRAGMA table_info({_sqlite_quote(table)})")
+        cursor.execute(f"PRAGMA table_info({sqlite_load.quote(table)})")
         return [str(row[1]) for row in cursor.fetchall()]
 
 
@@ -95,21 +88,9 @@ def replace_tables(
             pg_load.reset_sequences(connection, database, manifest)
             return total
         for name in names:
-            cursor.execute(f"DELETE FROM {_sqlite_quote(name)}")  # noqa: S608 (quoted identifier)
+            cursor.execute(f"DELETE FROM {sqlite_load.quote(name)}")  # noqa: S608 (quoted identifier)
         for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
-            binary = [column.type == "BinaryField" for column in entry.columns]
-            columns = ", ".join(_sqlite_quote(column.name) for column in entry.columns)
-            marks = ", ".join("?" for _ in entry.columns)
-            statement = f"INSERT INTO {_sqlite_quote(entry.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-            rows = decode_lines(data if convert is None else convert(entry, data), binary)
-            loaded = 0
-            while batch := [row for _, row in zip(range(_BATCH), rows, strict=False)]:
-                cursor.connection.executemany(statement, batch)
-                loaded += len(batch)
-            if loaded != entry.rows:
-                raise CorruptArchive(
-                    f"Table {entry.name} holds {loaded} rows, the archive lists {entry.rows}."
-                )
+            loaded = sqlite_load.insert_rows(cursor, entry, data if convert is None else convert(entry, data))
             total += loaded
             progress(TableProgress("load", entry.name, index, len(names), loaded))
     return total

@@ -20,8 +20,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from ops.archive.copy_text import decode_lines
-from ops.archive.format import CorruptArchive, Manifest, Readable, iter_tables
-from ops.engines.cross_engine import TableConverter
+from ops.archive.format import CorruptArchive, Manifest, Readable, TableEntry, iter_tables
+from ops.engines.cross_engine import TableConverter, TableStream
 from ops.engines.migration_state import migrate_to_recorded, standing_in
 from ops.errors import OpsConfigurationError, OpsError
 from ops.progress import ProgressCallback, TableProgress
@@ -29,7 +29,8 @@ from ops.progress import ProgressCallback, TableProgress
 _BATCH = 2000
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """An SQLite identifier, quoted."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -97,7 +98,7 @@ def _build(
         cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")
         triggers = [(str(name), str(sql)) for name, sql in cursor.fetchall()]
         for name, _ in triggers:
-            cursor.execute(f"DROP TRIGGER {_quote(name)}")
+            cursor.execute(f"DROP TRIGGER {quote(name)}")
         total = _load(cursor, source, manifest, progress, convert, skip)
         for _, sql in triggers:
             cursor.execute(sql)
@@ -115,27 +116,30 @@ def _load(
     total = 0
     for entry in manifest.tables:
         if entry.name not in skip:
-            cursor.execute(f"DELETE FROM {_quote(entry.name)}")  # noqa: S608 (quoted identifier)
+            cursor.execute(f"DELETE FROM {quote(entry.name)}")  # noqa: S608 (quoted identifier)
     for index, (entry, data) in enumerate(iter_tables(source, manifest), start=1):
         if entry.name in skip:
             continue
-        binary = [column.type == "BinaryField" for column in entry.columns]
-        columns = ", ".join(_quote(column.name) for column in entry.columns)
-        marks = ", ".join("?" for _ in entry.columns)
-        statement = f"INSERT INTO {_quote(entry.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-        rows = decode_lines(data if convert is None else convert(entry, data), binary)
-        loaded = 0
-        while True:
-            batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
-            if not batch:
-                break
-            cursor.connection.executemany(statement, batch)
-            loaded += len(batch)
-        if loaded != entry.rows:
-            raise CorruptArchive(f"Table {entry.name} holds {loaded} rows, the archive lists {entry.rows}.")
+        loaded = insert_rows(cursor, entry, data if convert is None else convert(entry, data))
         total += loaded
         progress(TableProgress("load", entry.name, index, len(manifest.tables), loaded))
     return total
+
+
+def insert_rows(cursor: Any, entry: TableEntry, data: TableStream) -> int:
+    """INSERT the COPY text ``data`` into ``entry``'s table, in batches; its row count checked."""
+    binary = [column.type == "BinaryField" for column in entry.columns]
+    columns = ", ".join(quote(column.name) for column in entry.columns)
+    marks = ", ".join("?" for _ in entry.columns)
+    statement = f"INSERT INTO {quote(entry.name)} ({columns}) VALUES ({marks})"  # noqa: S608
+    rows = decode_lines(data, binary)
+    loaded = 0
+    while batch := [row for _, row in zip(range(_BATCH), rows, strict=False)]:
+        cursor.connection.executemany(statement, batch)
+        loaded += len(batch)
+    if loaded != entry.rows:
+        raise CorruptArchive(f"Table {entry.name} holds {loaded} rows, the archive lists {entry.rows}.")
+    return loaded
 
 
 def _swap_in(target: Path, built: Path, under_lock: Callable[[], bool], lock_timeout: float) -> bool:
@@ -181,7 +185,7 @@ def _replace_schema_and_rows(locker: sqlite3.Connection) -> None:
     for kind, name in old:
         # Indexes and triggers go with their tables; a virtual table (FTS) takes its shadow tables
         # with it, so those may be gone already when their turn comes.
-        locker.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS main.{_quote(name)}")
+        locker.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS main.{quote(name)}")
     new = locker.execute(
         "SELECT type, name, sql FROM restored.sqlite_master WHERE sql IS NOT NULL "
         "AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END"
@@ -193,12 +197,12 @@ def _replace_schema_and_rows(locker: sqlite3.Connection) -> None:
     for name, sql in sorted(tables, key=lambda table: table[0] not in virtual):
         found = locker.execute("SELECT count(*) FROM main.sqlite_master WHERE name = ?", [name])
         if found.fetchone()[0]:
-            locker.execute(f"DELETE FROM main.{_quote(name)}")  # noqa: S608 (quoted identifier)
+            locker.execute(f"DELETE FROM main.{quote(name)}")  # noqa: S608 (quoted identifier)
         else:
             locker.execute(sql)  # unqualified: created in main
     for name, _ in tables:
         if name not in virtual:
-            quoted = _quote(name)
+            quoted = quote(name)
             locker.execute(f"INSERT INTO main.{quoted} SELECT * FROM restored.{quoted}")  # noqa: S608
     for kind, _, sql in new:
         if kind != "table":
