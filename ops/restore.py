@@ -487,7 +487,7 @@ def _open_swap(database: str, live: Sequence[str], *, if_empty: bool) -> tuple[b
     with connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor.execute("SET LOCAL synchronous_commit = off")
-        pg_load.set_local(cursor, "maintenance_work_mem", pg_load.maintenance_work_mem())
+        pg_load.set_setting(cursor, "maintenance_work_mem", pg_load.maintenance_work_mem(), local=True)
     pg_load.block_writers(connection, live, float(ops_setting("RESTORE_LOCK_TIMEOUT")))
     has_data = holds_user_data(database)
     if if_empty and has_data:

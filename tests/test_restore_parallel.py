@@ -290,7 +290,8 @@ def test_restore__with_psycopgs_server_side_binding_backs_up_and_restores_over_d
     scratch: ScratchDatabases, tmp_path: Path, settings: Any, jobs: int
 ) -> None:
     # OPTIONS = {"server_side_binding": True}: every query with parameters is a prepared statement,
-    # where SET cannot take one ("SET lock_timeout = $1" is a syntax error): set_config() can.
+    # where SET cannot take one ("SET lock_timeout = $1" is a syntax error): pg_load.set_setting
+    # writes its checked value into the statement.
     settings.OPS = {**settings.OPS, "RESTORE_JOBS": jobs}
     source, target = scratch.postgres(), scratch.postgres()
     for alias in (source, target):
@@ -315,10 +316,10 @@ def test_restore__with_psycopgs_server_side_binding_backs_up_and_restores_over_d
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("value", ["64MB'; RESET ALL; --", "64MB; SELECT 1", "", "1e9", "64 MB'"])
-def test_set_local__only_a_number_with_a_unit_is_written_into_the_statement(value: str) -> None:
+def test_set_setting__only_a_number_with_a_unit_is_written_into_the_statement(value: str) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         with pytest.raises(OpsConfigurationError, match="maintenance_work_mem"):
-            pg_load.set_local(cursor, "maintenance_work_mem", value)
-        pg_load.set_local(cursor, "maintenance_work_mem", "64MB")
+            pg_load.set_setting(cursor, "maintenance_work_mem", value, local=True)
+        pg_load.set_setting(cursor, "maintenance_work_mem", "64MB", local=True)
         cursor.execute("SHOW maintenance_work_mem")
         assert cursor.fetchone()[0] == "64MB"

@@ -32,22 +32,23 @@ from ops.progress import ProgressCallback, TableProgress
 
 _LOCK_NOT_AVAILABLE = "55P03"
 # A setting's value written into a SET statement: a number, with a memory or time unit.
-_SETTING_VALUE = re.compile(r"[0-9]{1,15}(?: ?(?:[kMGT]B|ms|s|min))?")
+_SETTING_VALUE = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,6})?(?: ?(?:[kMGT]B|ms|s|min))?")
 
 
-def set_local(cursor: Any, name: str, value: str) -> None:
-    """``SET LOCAL name = 'value'``, for the transaction that swaps a restore in.
+def set_setting(cursor: Any, name: str, value: str, *, local: bool) -> None:
+    """``SET [LOCAL] name = 'value'``, on a Django or a raw driver cursor.
 
     Not ``SELECT set_config(...)``: a SELECT takes a REPEATABLE READ transaction's snapshot, and
-    that transaction's snapshot must be taken after its LOCK TABLE (``block_writers``); SET does
-    not take one. Nor a parameter: SET takes none under psycopg 3's server-side binding. So the
-    value is checked to be a number with a unit and written into the statement.
+    the snapshot of the transaction that swaps a restore in must be taken after its LOCK TABLE
+    (``block_writers``); SET takes none. Nor a parameter: SET takes none under psycopg 3's
+    server-side binding. So the value is checked to be a number with a unit and written into the
+    statement.
     """
     if not _SETTING_VALUE.fullmatch(value):
         raise OpsConfigurationError(
             f"{value!r} is not a value for {name}: write a number with a unit, e.g. 128MB."
         )
-    cursor.execute(f"SET LOCAL {name} = '{value}'")
+    cursor.execute(f"SET {'LOCAL ' if local else ''}{name} = '{value}'")
 
 
 def quote_ident(name: str) -> str:
@@ -74,7 +75,7 @@ def restore_lock(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[No
     """
     key = restore_lock_key(connection)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{max(1, int(timeout * 1000))}ms"])
+        set_setting(cursor, "lock_timeout", f"{max(1, int(timeout * 1000))}ms", local=False)
         try:
             cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         except OperationalError as error:
@@ -142,7 +143,7 @@ def block_writers(connection: BaseDatabaseWrapper, tables: Sequence[str], timeou
     if not tables:
         return
     with connection.cursor() as cursor:
-        set_local(cursor, "lock_timeout", f"{max(1, int(timeout * 1000))}ms")
+        set_setting(cursor, "lock_timeout", f"{max(1, int(timeout * 1000))}ms", local=True)
         try:
             cursor.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
         except OperationalError as error:

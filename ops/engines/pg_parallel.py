@@ -251,9 +251,7 @@ def build_recorded(
     _in_parallel(shadow, plan.validations, jobs)
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute(
-            "SELECT set_config('maintenance_work_mem', %s, true)", [pg_load.maintenance_work_mem()]
-        )
+        pg_load.set_setting(cursor, "maintenance_work_mem", pg_load.maintenance_work_mem(), local=True)
         pg_schema.prepare_session(cursor)
         pg_schema.execute(cursor, plan.rest)
         pg_schema.set_sequences(cursor, plan)
@@ -389,7 +387,7 @@ def _load(
             with opened_lock:
                 opened.append(local.connection)
             with pg_copy.transaction(local.connection), local.connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)", [maintenance_work_mem])
+                pg_load.set_setting(cursor, "maintenance_work_mem", maintenance_work_mem, local=False)
                 # Private until the swap, whose commit flushes all of it: no flush per table here.
                 cursor.execute("SET synchronous_commit = off")
                 if jobs > 1:
