@@ -50,17 +50,11 @@ def copy_to(cursor: Any, statement: str, sink: Writable) -> int:
     if hasattr(cursor, "copy_expert"):  # psycopg2
         cursor.copy_expert(statement, sink, COPY_BUFFER)
         return int(cursor.rowcount)
-    # psycopg 3 yields one row at a time: gathered into writes of about COPY_BUFFER bytes (a
-    # compressor's write costs per call as well as per byte), so memory still holds one buffer.
-    pending = bytearray()
     with cursor.copy(statement):
-        rows = _read_rows(cursor.connection, pending, sink)
-    if pending:
-        sink.write(bytes(pending))
-    return rows
+        return _read_rows(cursor.connection, sink)
 
 
-def _read_rows(connection: Any, pending: bytearray, sink: Writable) -> int:
+def _read_rows(connection: Any, sink: Writable) -> int:
     """psycopg 3's COPY TO rows read straight from libpq (``Connection.pgconn``); the row count.
 
     Iterating ``Copy`` goes through psycopg's generator-and-wait machinery once per row: it spent
@@ -70,7 +64,8 @@ def _read_rows(connection: Any, pending: bytearray, sink: Writable) -> int:
     buffered, a wait on the socket when it has none. The COPY's final result is read here too, so
     psycopg's ``Copy`` has nothing left to do when its block exits; if the sink raises mid-way,
     that exit cancels the COPY and drains it, as it always does. Rows are gathered into writes of
-    about COPY_BUFFER bytes in ``pending`` (the caller writes what is left).
+    about COPY_BUFFER bytes (a compressor's write costs per call as well as per byte), so memory
+    holds one buffer, never the table.
     """
     from psycopg import errors, pq
 
@@ -78,7 +73,8 @@ def _read_rows(connection: Any, pending: bytearray, sink: Writable) -> int:
     poll = select.poll()
     poll.register(pgconn.socket, select.POLLIN)
     get_copy_data = pgconn.get_copy_data
-    buffered = len(pending)  # counted here: a len() per row was 5% of a backup's client time
+    pending = bytearray()
+    buffered = 0  # counted here: a len() per row was 5% of a backup's client time
     while True:
         size, data = get_copy_data(1)
         if size > 0:
@@ -108,6 +104,8 @@ def _read_rows(connection: Any, pending: bytearray, sink: Writable) -> int:
     final = results[-1]
     if final.status != pq.ExecStatus.COMMAND_OK:
         raise errors.error_from_result(final, encoding=connection.info.encoding)
+    if pending:
+        sink.write(bytes(pending))
     return int(final.command_tuples or 0)
 
 
