@@ -68,12 +68,18 @@ def browser() -> Iterator[Any]:
 
 def log_in(browser: Any, base_url: str, username: str) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.delete_all_cookies()
     browser.get(f"{base_url}/admin/login/?next=/admin/data-safety/")
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    submit = browser.find_element(By.CSS_SELECTOR, "input[type=submit]")
+    submit.click()
+    # The next page, not the login form still on screen: a refused login renders the same form
+    # again, so what it says may only be read once the submitted page is gone.
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(submit))
 
 
 def test_browser__staff_see_charts_verify_a_backup_and_others_are_refused(
