@@ -408,3 +408,148 @@ def test_restore_command__names_tables_kept_and_left_alone(scratch: ScratchDatab
     assert "Tables kept, no installed app owns them: django_migrations" not in out
     assert "Tables kept, no installed app owns them: legacy_item, legacy_log." in lines
     assert "Left alone, not in the backup and of no installed app: made_later." in lines
+
+
+# Keys and constraints in every direction, on tables big enough to be loaded by tasks of their own
+# (ops/engines/pg_parallel.py's _BATCH_MAX_ROWS) and on a small one.
+CONSTRAINT_GRAPH = r'''
+CREATE TABLE graph_a (
+    id integer PRIMARY KEY,
+    b_id integer,
+    parent_id integer REFERENCES graph_a (id),
+    amount integer CHECK (amount >= 0)
+);
+CREATE TABLE graph_b (id integer PRIMARY KEY, a_id integer NOT NULL REFERENCES graph_a (id));
+ALTER TABLE graph_a ADD CONSTRAINT graph_a_b FOREIGN KEY (b_id) REFERENCES graph_b (id)
+    DEFERRABLE INITIALLY DEFERRED;
+CREATE TABLE "Graph ""quoted""" (id integer PRIMARY KEY, a_id integer REFERENCES graph_a (id));
+CREATE TABLE graph_small (id integer PRIMARY KEY, b_id integer REFERENCES graph_b (id) ON DELETE CASCADE);
+BEGIN;
+SET CONSTRAINTS graph_a_b DEFERRED;
+INSERT INTO graph_a SELECT i, i, NULLIF(i - 1, 0), i FROM generate_series(1, 12000) i;
+INSERT INTO graph_b SELECT i, 12001 - i FROM generate_series(1, 12000) i;
+COMMIT;
+INSERT INTO "Graph ""quoted""" SELECT i, i FROM generate_series(1, 11000) i;
+INSERT INTO graph_small SELECT i, i FROM generate_series(1, 50) i;
+-- Not valid in the source (rows break it): restored as it was, not validated.
+ALTER TABLE graph_b ADD CONSTRAINT graph_b_low CHECK (a_id < 100) NOT VALID;
+'''
+_VALIDATED = "SELECT conname, convalidated FROM pg_constraint WHERE conname LIKE 'graph%%' ORDER BY 1"
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_restore__keys_and_constraints_between_tables_in_any_direction_on_several_connections(
+    scratch: ScratchDatabases, tmp_path: Path, settings: Any, jobs: int
+) -> None:
+    # Each foreign key is added and validated as soon as its two tables are keyed, beside the
+    # load of others: two tables referencing each other, a table referencing itself, a quoted
+    # name, a small table loaded in a batch, a constraint left NOT VALID.
+    settings.OPS = {**settings.OPS, "RESTORE_JOBS": jobs}
+    source = scratch.postgres()
+    execute(source, CONSTRAINT_GRAPH)
+    archive = tmp_path / "graph.kidoo-backup"
+    run_backup(source, output=str(archive))
+    target = scratch.postgres()
+
+    result = run_restore(target, str(archive))
+
+    assert (result.restored, result.jobs) == (True, jobs)
+    assert schema_dump(scratch, target) == schema_dump(scratch, source)
+    assert rows(target, _VALIDATED) == rows(source, _VALIDATED)
+    assert ("graph_b_low", False) in rows(target, _VALIDATED)
+    for table in ("graph_a", "graph_b", '"Graph ""quoted"""', "graph_small"):
+        query = f"SELECT * FROM {table} ORDER BY 1"
+        assert rows(target, query) == rows(source, query)
+    with pytest.raises(Exception, match="graph_a_parent_id_fkey"):
+        execute(target, "INSERT INTO graph_a (id, parent_id) VALUES (20000, 19999)")
+
+
+def test_restore__rows_breaking_a_foreign_key_fail_it_and_change_nothing(
+    scratch: ScratchDatabases, tmp_path: Path, settings: Any
+) -> None:
+    settings.OPS = {**settings.OPS, "RESTORE_JOBS": 2}
+    source = scratch.postgres()
+    execute(source, CONSTRAINT_GRAPH)
+    archive = tmp_path / "graph.kidoo-backup"
+    run_backup(source, output=str(archive))
+    # A re-written backup whose graph_b rows reference graph_a rows that do not exist.
+    bad = rewritten(archive, tmp_path, "graph_b", lambda row: row.replace(b"\t", b"\t9", 1))
+    target = scratch.postgres()
+    execute(target, CONSTRAINT_GRAPH)
+    before = rows(target, "SELECT count(*), sum(a_id) FROM graph_b")
+
+    with pytest.raises(OpsError, match="graph_b_a_id_fkey"):
+        run_restore(target, str(bad))
+
+    assert rows(target, "SELECT count(*), sum(a_id) FROM graph_b") == before
+    assert rows(target, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ops\\_restore\\_%%'") == [(0,)]
+
+
+def rewritten(archive: Path, tmp_path: Path, table: str, change_row: Any) -> Path:
+    """A copy of ``archive`` whose rows of ``table`` went through ``change_row`` (COPY text lines)."""
+    from ops.archive.format import iter_tables
+
+    with archive.open("rb") as handle:
+        manifest = verify_archive(handle)
+        handle.seek(0)
+        out = tmp_path / "rewritten.kidoo-backup"
+        with out.open("wb") as sink:
+            writer = ArchiveWriter(sink)
+            for entry, data in iter_tables(handle, manifest):
+                section = writer.begin_table(entry.name, entry.columns, entry.model)
+                text = b"".join(data)
+                if entry.name == table:
+                    text = b"".join(change_row(line) for line in text.splitlines(keepends=True))
+                section.data.write(text)
+                section.end(entry.rows)
+            writer.finish(
+                Manifest(
+                    created_at=manifest.created_at,
+                    vendor=manifest.vendor,
+                    server_version=manifest.server_version,
+                    django_version=manifest.django_version,
+                    migrations=manifest.migrations,
+                    holds_data=manifest.holds_data,
+                    tables=writer.tables,
+                    extra=manifest.extra,
+                )
+            )
+    return out
+
+
+def _table_object(name: str) -> pg_schema.SchemaObject:
+    columns = [{"name": "id", "type": "integer", "not_null": True}, {"name": "ref", "type": "integer"}]
+    return pg_schema.SchemaObject("table", name, name, {"columns": columns})
+
+
+@pytest.mark.parametrize(
+    ("definition", "waits_for"),
+    [
+        ("FOREIGN KEY (ref) REFERENCES parent(id)", {"child", "parent"}),
+        ("FOREIGN KEY (ref) REFERENCES child(id) DEFERRABLE INITIALLY DEFERRED", {"child"}),
+        ('FOREIGN KEY (ref) REFERENCES "Odd ""name"""(id)', {"child", 'Odd "name"'}),
+        ("FOREIGN KEY (ref, id) REFERENCES parent(id, ref) NOT VALID", {"child", "parent"}),
+        # Another schema's table, or one the record does not hold: after every table of it.
+        ("FOREIGN KEY (ref) REFERENCES other.parent(id)", {"child", "parent", 'Odd "name"'}),
+        ("FOREIGN KEY (ref) REFERENCES elsewhere(id)", {"child", "parent", 'Odd "name"'}),
+        ("CHECK ((ref > 0))", {"child"}),
+    ],
+)
+def test_plan__a_constraint_waits_for_its_table_and_the_one_it_references(
+    definition: str, waits_for: set[str]
+) -> None:
+    kind = "c" if definition.startswith("CHECK") else "f"
+    schema = pg_schema.RecordedSchema(
+        (
+            _table_object("child"),
+            _table_object("parent"),
+            _table_object('Odd "name"'),
+            pg_schema.SchemaObject("constraint", "c1", "child", definition, {"type": kind}),
+        )
+    )
+
+    (constraint,) = pg_schema.plan(schema, '"s"').constraints
+
+    assert constraint.table == "child"
+    assert constraint.waits_for == waits_for
+    assert (constraint.validate is None) == definition.endswith("NOT VALID")

@@ -382,32 +382,74 @@ def _dependency_order(views: list[tuple[int, str, str, list[int]]]) -> list[tupl
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A CHECK or FOREIGN KEY constraint of ``table``, added once the rows are in.
+
+    ``add`` adds it as the backup had it: checking the rows, unless it was NOT VALID there. On
+    big tables it goes in two steps instead: ``unvalidated`` (a catalog change) then ``validate``
+    (None if it was not valid in the backup). ``waits_for``: the tables whose rows and keys must
+    be in place first: its own, and the one a foreign key references; every table of the schema
+    when that one is not known (a table outside it, or a definition this module does not read).
+    """
+
+    table: str
+    waits_for: frozenset[str]
+    add: str
+    validate: str | None
+
+    @property
+    def unvalidated(self) -> str:
+        return f"{self.add} NOT VALID" if self.validate is not None else self.add
+
+
+@dataclass(frozen=True)
 class Plan:
     """The statements that rebuild a recorded schema in ``target``, in the order they must run.
 
     ``before_load``: extensions, sequences, tables, functions, defaults, sequence owners, views.
     ``indexes``: per table, its indexes and the indexes of its keys (any number built at once).
-    ``attach``: the keys on their indexes. ``after``: checks, exclusions, foreign keys, triggers.
-    ``sequence_values``: (qualified sequence, value, is_called) for ``setval``.
+    ``keys``: per table, its keys attached to their indexes. ``after``: checks, exclusions,
+    foreign keys, triggers. ``sequence_values``: (qualified sequence, value, is_called) for ``setval``.
     """
 
     before_load: tuple[str, ...]
     indexes: dict[str, tuple[str, ...]]
-    attach: tuple[str, ...]
+    keys: dict[str, tuple[str, ...]]
     after: tuple[str, ...]
     sequence_values: tuple[tuple[str, int, bool], ...]
-    # For several connections (ops/engines/pg_parallel.py), ``after`` split in three: the checks
-    # and foreign keys added NOT VALID (a catalog change), their validations (any number at once:
-    # VALIDATE locks the referenced table only in ROW SHARE mode), then the rest (exclusions, triggers).
-    unvalidated: tuple[str, ...] = ()
-    validations: tuple[str, ...] = ()
+    # For several connections (ops/engines/pg_parallel.py), ``after`` split in two: the checks and
+    # foreign keys, each added NOT VALID then validated as soon as its tables are ready (any
+    # number at once: VALIDATE locks the referenced table only in ROW SHARE mode), then the rest
+    # (exclusions, triggers), last.
+    constraints: tuple[Constraint, ...] = ()
     rest: tuple[str, ...] = ()
+
+    @property
+    def attach(self) -> tuple[str, ...]:
+        return tuple(statement for group in self.keys.values() for statement in group)
 
     @property
     def after_load(self) -> tuple[str, ...]:
         """On one connection: every statement that follows the load."""
         builds = (statement for group in self.indexes.values() for statement in group)
         return (*builds, *self.attach, *self.after)
+
+
+# The table a foreign key's definition references, as pg_get_constraintdef prints it.
+_REFERENCES = re.compile(
+    rf"FOREIGN KEY \({check.NAME_PART}(?:, {check.NAME_PART})*\) REFERENCES ({check.QUALIFIED_NAME})\("
+)
+
+
+def _referenced_table(definition: str) -> str | None:
+    """The referenced table's name if unqualified (so in the recorded schema), else None."""
+    match = _REFERENCES.match(definition)
+    if match is None:
+        return None
+    name = match.group(1)
+    if re.fullmatch(check.NAME_PART, name) is None:  # schema-qualified: another schema's table
+        return None
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def _int(value: Any, what: str) -> int:
@@ -450,12 +492,11 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
     owners: list[str] = []
     values: list[tuple[str, int, bool]] = []
     indexes: dict[str, list[str]] = {}
-    attach: list[str] = []
+    keys: dict[str, list[str]] = {}
     checks: list[str] = []
     foreign: list[str] = []
     triggers: list[str] = []
-    unvalidated: list[str] = []
-    validations: list[str] = []
+    constraints: list[Constraint] = []
     others: list[str] = []
     tables = set(schema.tables)
 
@@ -521,17 +562,24 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
                             " INITIALLY DEFERRED" if obj.extra.get("deferred") else ""
                         )
                     primary = "PRIMARY KEY" if kind == "p" else "UNIQUE"
-                    attach.append(
+                    keys.setdefault(obj.table, []).append(
                         f"ALTER TABLE {on} ADD CONSTRAINT {quote_ident(obj.name)} {primary} "
                         f"USING INDEX {quote_ident(index_name)}{deferrable}"
                     )
                 elif kind in ("f", "c"):
                     (foreign if kind == "f" else checks).append(add)
-                    if definition.endswith(" NOT VALID"):
-                        unvalidated.append(add)
+                    waits_for = frozenset({obj.table})
+                    if kind == "f":
+                        referenced = _referenced_table(definition)
+                        if referenced is None or referenced not in tables:
+                            waits_for = frozenset(tables)
+                        else:
+                            waits_for = frozenset({obj.table, referenced})
+                    if definition.endswith(" NOT VALID"):  # as in the backup: nothing to validate
+                        constraints.append(Constraint(obj.table, waits_for, add, None))
                     else:
-                        unvalidated.append(f"{add} NOT VALID")
-                        validations.append(f"ALTER TABLE {on} VALIDATE CONSTRAINT {quote_ident(obj.name)}")
+                        validate = f"ALTER TABLE {on} VALIDATE CONSTRAINT {quote_ident(obj.name)}"
+                        constraints.append(Constraint(obj.table, waits_for, add, validate))
                 else:
                     checks.append(add)
                     others.append(add)
@@ -540,11 +588,10 @@ def plan(schema: RecordedSchema, target: str) -> Plan:
     return Plan(
         before_load=(*before, *owners, *defaults),
         indexes={table: tuple(group) for table, group in indexes.items()},
-        attach=tuple(attach),
+        keys={table: tuple(group) for table, group in keys.items()},
         after=(*checks, *foreign, *triggers),
         sequence_values=tuple(values),
-        unvalidated=tuple(unvalidated),
-        validations=tuple(validations),
+        constraints=tuple(constraints),
         rest=(*others, *triggers),
     )
 

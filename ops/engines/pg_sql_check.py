@@ -143,8 +143,8 @@ def _string_end(text: str, start: int, *, escapes: bool) -> int:
 
 
 # A name as the catalog functions print it: plain or quoted, optionally schema-qualified.
-_NAME_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-QUALIFIED_NAME = rf"(?:{_NAME_PART}\.)?{_NAME_PART}"
+NAME_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+QUALIFIED_NAME = rf"(?:{NAME_PART}\.)?{NAME_PART}"
 # What format_type prints: a name (qualified where not visible), the few SQL-standard multi-word
 # spellings, a typmod of digits, interval fields, array brackets. Nothing else (no clause after it).
 _TYPE = re.compile(
@@ -177,7 +177,7 @@ def collation_name(text: str, what: str) -> str:
 
 
 _INDEX = re.compile(
-    rf"CREATE (?P<unique>UNIQUE )?INDEX {_NAME_PART} ON (?P<only>ONLY )?{QUALIFIED_NAME} "
+    rf"CREATE (?P<unique>UNIQUE )?INDEX {NAME_PART} ON (?P<only>ONLY )?{QUALIFIED_NAME} "
     r"USING (?P<method>[a-z_][a-z0-9_]*) (?P<body>\(.*)",
     re.DOTALL,
 )
@@ -249,7 +249,7 @@ def function_definition(text: str, what: str) -> tuple[str, str]:
 
 
 _TRIGGER = re.compile(
-    rf"CREATE (?P<constraint>CONSTRAINT )?TRIGGER {_NAME_PART} (?P<when>BEFORE|AFTER|INSTEAD OF) "
+    rf"CREATE (?P<constraint>CONSTRAINT )?TRIGGER {NAME_PART} (?P<when>BEFORE|AFTER|INSTEAD OF) "
     rf"(?P<events>[A-Z ,\"a-z_0-9]+?) ON {QUALIFIED_NAME} (?P<rest>.*)",
     re.DOTALL,
 )
@@ -264,8 +264,8 @@ def trigger_definition(text: str, what: str) -> tuple[str, str, str, str]:
         raise UnsafeDefinition(f"{what}: is not one CREATE TRIGGER ... ON <table> ... EXECUTE statement.")
     events = match["events"]
     if not re.fullmatch(
-        rf"(?:INSERT|DELETE|TRUNCATE|UPDATE(?: OF {_NAME_PART}(?:, {_NAME_PART})*)?)"
-        rf"(?: OR (?:INSERT|DELETE|TRUNCATE|UPDATE(?: OF {_NAME_PART}(?:, {_NAME_PART})*)?))*",
+        rf"(?:INSERT|DELETE|TRUNCATE|UPDATE(?: OF {NAME_PART}(?:, {NAME_PART})*)?)"
+        rf"(?: OR (?:INSERT|DELETE|TRUNCATE|UPDATE(?: OF {NAME_PART}(?:, {NAME_PART})*)?))*",
         events,
     ):
         raise UnsafeDefinition(f"{what}: names events a trigger cannot have.")
