@@ -784,8 +784,10 @@ def run_restore(
                     )
                     loaded = _Loaded(restored, safety, rows)
                 elif schema is not None:
+                    # The backup's migrations being the code's, none is left to apply after the swap.
+                    forward = migrate and not migrations.matches_code
                     loaded = _restore_recorded(
-                        database, archive, schema, if_empty=if_empty, progress=progress, migrate=migrate
+                        database, archive, schema, if_empty=if_empty, progress=progress, migrate=forward
                     )
                 else:
                     loaded = _restore_postgres(

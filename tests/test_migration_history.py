@@ -240,3 +240,49 @@ def test_restore__failing_forward_migration_leaves_the_database_as_it_was(
     assert widgets(target) == before
     assert history(target) == before_history
     assert widgets(source) != before
+
+
+@pytest.mark.parametrize("history_", [UNSQUASHED, SQUASHED, None])
+def test_check_known__reads_the_migrations_on_disk_as_djangos_loader_does(
+    history_: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.migrations.loader import MigrationLoader
+
+    from ops.engines import migration_state
+
+    with code(history_):
+        loader = MigrationLoader(None, ignore_no_migrations=True, load=True)
+        on_disk = set(loader.disk_migrations)
+        assert migration_state._names_on_disk() == on_disk
+
+        def recorded(keys: set[tuple[str, str]]) -> dict[str, list[str]]:
+            by_app: dict[str, list[str]] = {}
+            for app, name in sorted(keys):
+                by_app.setdefault(app, []).append(name)
+            return by_app
+
+        some = sorted(on_disk)
+        cases = {
+            "this code's": on_disk,
+            "older code's": on_disk - {max(some)},
+            "with an app not installed": on_disk | {("gone_app", "0001_initial")},
+            "newer code's": on_disk | {("auth", "9999_newer")},
+        }
+        for label, keys in cases.items():
+            outcomes = []
+            for fast in (True, False):
+                if not fast:  # Django's loader, as before the shortcut
+                    monkeypatch.setattr(migration_state, "_names_on_disk", lambda: None)
+                try:
+                    outcomes.append(migration_state.check_known(connections["default"], recorded(keys)))
+                except UnknownMigrations as error:
+                    outcomes.append(str(error))
+                monkeypatch.undo()
+            fast_result, loader_result = outcomes
+            assert getattr(fast_result, "uninstalled_apps", fast_result) == getattr(
+                loader_result, "uninstalled_apps", loader_result
+            ), label
+            # Only a backup of exactly this code's migrations skips planning the ones to apply.
+            assert getattr(fast_result, "matches_code", False) is (
+                label in ("this code's", "with an app not installed")
+            ), label

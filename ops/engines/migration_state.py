@@ -10,8 +10,10 @@ replaces. Rows of apps no longer installed are carried and restored as rows, nev
 from __future__ import annotations
 
 import contextlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from django.apps import apps
@@ -19,7 +21,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.graph import MigrationGraph
-from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.loader import MIGRATIONS_MODULE_NAME, MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
@@ -37,6 +39,8 @@ class UnknownMigrations(OpsError):
 class MigrationCheck:
     # Apps the backup has migration rows of that this code does not install (carried as rows).
     uninstalled_apps: tuple[str, ...] = ()
+    # The backup applied exactly the migrations this code has: none to apply after the restore.
+    matches_code: bool = False
 
     @property
     def note(self) -> str:
@@ -46,6 +50,35 @@ class MigrationCheck:
             "Migration history of apps not installed here, restored as rows: "
             f"{', '.join(self.uninstalled_apps)}."
         )
+
+
+def _names_on_disk() -> set[Key] | None:
+    """The code's migrations, named as ``MigrationLoader.load_disk`` finds them, none imported.
+
+    None where the loader would raise (a migrations module that cannot be imported): the loader
+    then says why. Loading a real project's migrations imports hundreds of modules (Wagtail's
+    site: 233 migrations, 0.05 s, and 0.02 s more to plan the migrations after the restore).
+    """
+    names: set[Key] = set()
+    for config in apps.get_app_configs():
+        module_name, explicit = MigrationLoader.migrations_module(config.label)
+        if module_name is None:
+            continue
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as error:
+            if explicit or MIGRATIONS_MODULE_NAME in (error.name or "").split("."):
+                continue  # no migrations (the loader's ignore_no_migrations=True)
+            return None
+        path = getattr(module, "__path__", None)
+        if path is None or (getattr(module, "__file__", None) is None and not isinstance(path, list)):
+            continue  # a migrations.py, or an empty folder: no migrations
+        names |= {
+            (config.label, name)
+            for _, name, is_package in pkgutil.iter_modules(path)
+            if not is_package and name[0] not in "_~"
+        }
+    return names
 
 
 def _loader() -> MigrationLoader:
@@ -81,8 +114,14 @@ def check_known(
 
     ``squashed``: the backup's own record of its squashed migrations (``squashed_applied``).
     """
-    loader = _loader()
     installed = {config.label for config in apps.get_app_configs()}
+    uninstalled = sorted(app for app in recorded if app not in installed)
+    if _names_on_disk() == {
+        (app, name) for app, names in recorded.items() if app in installed for name in names
+    }:
+        # The usual case, a backup of this very code: every migration known, none to apply.
+        return MigrationCheck(tuple(uninstalled), matches_code=True)
+    loader = _loader()
     disk = set(loader.disk_migrations)
     replaced_by: dict[Key, Key] = {}
     for key, migration in loader.disk_migrations.items():
@@ -100,10 +139,8 @@ def check_known(
         )
 
     unknown: list[str] = []
-    uninstalled: list[str] = []
     for app, names in recorded.items():
         if app not in installed:
-            uninstalled.append(app)
             continue
         unknown += [f"{app}.{name}" for name in names if not known((app, name))]
     # A squash this code has stands for its replaced migrations only when the backup has them all
@@ -130,7 +167,7 @@ def check_known(
             f"The backup applied only part of what the squashed migrations {', '.join(partial)} replace, "
             "and this code no longer has the replaced migrations. Restore it with code that still has them."
         )
-    return MigrationCheck(tuple(sorted(uninstalled)))
+    return MigrationCheck(tuple(uninstalled))
 
 
 def _recorded_targets(
