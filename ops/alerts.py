@@ -25,9 +25,7 @@ import functools
 import os
 import platform
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,6 +112,8 @@ def ping_url(url: str, *, failed: bool) -> str:
 
 def ping(url: str, body: str, *, failed: bool) -> None:
     """POST ``body`` to the alert URL (or its /fail), within OPS["ALERT_TIMEOUT"] seconds."""
+    import urllib.request  # here: 15-20 ms of every command's start otherwise, for a rare alert
+
     target = ping_url(url, failed=failed)
     if urllib.parse.urlsplit(target).scheme not in {"http", "https"}:
         raise ValueError("OPS['ALERT_URL'] must be an http(s) URL")
@@ -162,9 +162,11 @@ def _deliver(body: str, *, subject: str | None, failed: bool, warn: Callable[[st
             )
     url = ops_setting("ALERT_URL")
     if url:
+        from urllib.error import HTTPError
+
         try:
             ping(str(url), body, failed=failed)
-        except urllib.error.HTTPError as error:
+        except HTTPError as error:
             warn(f"Alert: the alert URL answered HTTP {error.code}.")
         except Exception as error:  # as above
             # The URL itself is a credential of sorts (anyone holding it can ping): never printed.

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import django
 from django.db import DatabaseError, connections, transaction
@@ -45,7 +45,6 @@ from ops.engines.migration_state import squashed_applied
 from ops.engines.pg_load import quote_ident
 from ops.engines.tables import ModelTable, model_tables
 from ops.errors import OpsConfigurationError, OpsError, redact
-from ops.media.backup import MediaOptions, recorded_media_text, recording_media
 from ops.progress import ProgressCallback, TableProgress, no_progress
 from ops.repository.backups import (
     FULL,
@@ -60,6 +59,9 @@ from ops.repository.encryption import encrypting, encryption_keys_from_environme
 from ops.repository.listing import human_size
 from ops.repository.posture import repository_concerns
 from ops.repository.signing import signing_key_from_environment
+
+if TYPE_CHECKING:  # imported where used: a restore, or a backup to a file, needs no media code
+    from ops.media.backup import MediaOptions
 
 _SQLITE_BATCH = 2000
 
@@ -105,6 +107,8 @@ class BackupResult:
 
     def summary_line(self) -> str:
         """What `backup` says when it is done (text format, verbosity 1+)."""
+        from ops.media.backup import recorded_media_text
+
         media = f"; {recorded_media_text(self.media)}" if self.media and self.media["files"] else ""
         if self.kind == PARTIAL:
             media += "; partial: it restores only its own tables, and --latest never picks it"
@@ -429,6 +433,8 @@ def backup_to_repository(
     signed when a signing key is configured. An unencrypted write into a repository holding
     encrypted backups is refused (UnsafeWrite) before anything is written.
     """
+    from ops.media.backup import recording_media
+
     name = new_backup_name(reason)
     keys = encryption_keys_from_environment()
     signing_key = signing_key_from_environment()
@@ -537,6 +543,8 @@ def run_backup(
             manifest = _write_file(database, counter, tables, recipients, progress, kind=kind, whole=whole)
         location, size, encrypted, name = str(path), counter.size, recipients is not None, path.name
     else:
+        from ops.media.backup import MediaOptions
+
         repository = configured_repository(database)
         try:
             name, manifest, encrypted = backup_to_repository(

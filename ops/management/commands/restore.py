@@ -1,6 +1,6 @@
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -8,9 +8,11 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from ops.alerts import alerting
 from ops.command import FORMAT_HELP, OpsCommand
 from ops.errors import OpsError, as_command_error
-from ops.media.backup import MediaRestoreResult, restore_media, restored_media_text
 from ops.progress import ProgressPrinter
 from ops.restore import check_restore_options, run_restore
+
+if TYPE_CHECKING:
+    from ops.media.backup import MediaRestoreResult
 
 
 class Command(OpsCommand):
@@ -165,7 +167,11 @@ class Command(OpsCommand):
 
     def restore_media(
         self, options: dict[str, Any], name: str | None, *, restored_database: bool = False
-    ) -> MediaRestoreResult | None:
+    ) -> "MediaRestoreResult | None":
+        # Imported here: a restore without --media does not pay for the media modules (and the
+        # Cloudinary SDK) at every start.
+        from ops.media.backup import restore_media, restored_media_text
+
         verbose = options["verbosity"] >= 2 and options["format"] == "text"
         try:
             media = restore_media(
