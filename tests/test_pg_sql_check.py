@@ -178,3 +178,16 @@ def test_view_definition__trailing_semicolon_only() -> None:
         check.view_definition(" SELECT 1; DROP TABLE t;", "view")
     with pytest.raises(UnsafeDefinition):
         check.view_definition("DELETE FROM t", "view")
+
+
+def test_identifier_characters__ascii_letters_underscore_and_all_non_ascii() -> None:
+    # PostgreSQL's rule (scan.l): an identifier starts with a letter, "_" or any non-ASCII
+    # character, and goes on with those, digits and "$"; a dollar-quote tag's, without "$".
+    code_points = [*range(0x800), 0xD7FF, 0xD800, 0xE000, 0xFFFF, 0x10000, 0x1F600, 0x10FFFF]
+    for code_point in code_points:
+        char = chr(code_point)
+        starts = char == "_" or ("a" <= char.lower() <= "z" and char.isascii()) or not char.isascii()
+        goes_on = starts or (char.isdigit() and char.isascii())
+        assert bool(check._IDENT_START.fullmatch(char)) is starts, hex(code_point)
+        assert bool(check._IDENT.fullmatch("a" + char)) is (goes_on or char == "$"), hex(code_point)
+        assert bool(check._DOLLAR_TAG.fullmatch(f"$a{char}$")) is goes_on, hex(code_point)
