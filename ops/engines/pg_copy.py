@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive.format import Readable, Writable
 
-COPY_BUFFER = 1024 * 1024
+COPY_BUFFER = 64 * 1024
 
 
 def driver() -> str:
