@@ -24,6 +24,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ops.archive.format import Readable, Writable
 
+# Bytes per write into a COPY's sink, or asked of its source. Below glibc's 128 kB mmap threshold:
+# blocks this size are recycled by malloc; a megabyte went to the OS and came back, page by page,
+# each time (1x backup on psycopg 3: 85,000 page faults with 1 MB, 15,000 with 64 kB).
 COPY_BUFFER = 64 * 1024
 
 
