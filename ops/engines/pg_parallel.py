@@ -364,8 +364,8 @@ def _load(
 ) -> int:
     """COPY every table, build its indexes, then its keys and constraints, on ``jobs`` connections.
 
-    Tables are loaded largest first (by rows), each in a transaction of its own with the TRUNCATE
-    that lets COPY freeze its rows. A table holding more than a ``jobs``-th of all rows is loaded
+    Each table is loaded in a transaction of its own with the TRUNCATE that lets COPY freeze its
+    rows. A table holding more than a ``jobs``-th of all rows is loaded
     by ``jobs`` COPY streams at once instead (``_RowSplitter``; its rows are not frozen: that needs
     one transaction). A table's indexes are built as soon as its rows are in, one task each, so
     the indexes of the largest table are built side by side.
@@ -385,7 +385,8 @@ def _load(
 
     ``batched``: small, empty tables whose indexes the caller built already. They are loaded
     several to a transaction, in at most ``jobs`` batches of about equal rows, with no TRUNCATE
-    (a task, a transaction and a new file per table cost more than freezing saves on few rows).
+    (a task, a transaction and a new file per table cost more than freezing saves on few rows),
+    and their keys and the constraints between them are added in one transaction once all are in.
     """
     finishing = finishing or _Finishing(frozenset(), {}, ())
     fd = archive.fileno()
@@ -539,7 +540,7 @@ def _load(
 
     def small_done() -> None:
         if any(name in finishing.keys for name in small) or among_small:
-            path = max((validation(constraint) for constraint in among_small), default=0.0)
+            path = max((after_builds(name) for name in small), default=0.0)  # what waits for their keys
             make_ready(path, finish_small, small, among_small, exclusive=small)
         else:
             for name in small:
