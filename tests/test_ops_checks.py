@@ -58,3 +58,34 @@ def test_check__settings_naming_a_moved_module_say_where_it_went(settings: Any) 
 
 def test_check__todays_paths_pass(settings: Any) -> None:
     assert check_moved_paths() == []
+
+
+@pytest.mark.django_db
+def test_ops_commands__run_the_checks_of_models_and_ops_settings_not_of_views() -> None:
+    # In an incident, a broken view or template setting must not keep a backup or a restore from
+    # running; a broken model or ops setting must stop them, as it stops `migrate`.
+    from django.core import checks
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    def failing(tag: str) -> Any:
+        def check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+            return [checks.Error(f"broken {tag}", id=f"tests.E{len(tag)}")]
+
+        checks.register(check, tag)
+        return check
+
+    for tag, blocks in [
+        (checks.Tags.urls, False),
+        (checks.Tags.templates, False),
+        (checks.Tags.models, True),
+    ]:
+        check = failing(tag)
+        try:
+            if blocks:
+                with pytest.raises(SystemCheckError, match=f"broken {tag}"):
+                    call_command("db_size", skip_checks=False, verbosity=0)
+            else:
+                call_command("db_size", skip_checks=False, verbosity=0)
+        finally:
+            checks.registry.registry.registered_checks.discard(check)
