@@ -192,33 +192,49 @@ def read_safety(database: str, name: str | None) -> Manifest:
 
 def crafted(archive: Path, tmp_path: Path, change: Any) -> Path:
     """A copy of ``archive`` whose manifest's recorded schema went through ``change`` (re-signed)."""
+    return rewritten(archive, tmp_path, change_schema=change)
+
+
+def rewritten(
+    archive: Path,
+    tmp_path: Path,
+    *,
+    change_schema: Any = None,
+    table: str | None = None,
+    change_row: Any = None,
+) -> Path:
+    """A copy of ``archive``, written again (its checksums hold), whose recorded schema's objects
+    went through ``change_schema`` and the COPY text lines of ``table`` through ``change_row``."""
     from ops.archive.format import iter_tables
 
     with archive.open("rb") as handle:
         manifest = verify_archive(handle)
         handle.seek(0)
-        out = tmp_path / "crafted.kidoo-backup"
+        out = tmp_path / "rewritten.kidoo-backup"
         with out.open("wb") as sink:
             writer = ArchiveWriter(sink)
             for entry, data in iter_tables(handle, manifest):
                 section = writer.begin_table(entry.name, entry.columns, entry.model)
-                for chunk in data:
-                    section.data.write(chunk)
+                text = b"".join(data)
+                if entry.name == table:
+                    text = b"".join(change_row(line) for line in text.splitlines(keepends=True))
+                section.data.write(text)
                 section.end(entry.rows)
             extra = dict(manifest.extra)
-            objects = extra["schema"]["objects"]
-            change(objects)
-            data_manifest = Manifest(
-                created_at=manifest.created_at,
-                vendor=manifest.vendor,
-                server_version=manifest.server_version,
-                django_version=manifest.django_version,
-                migrations=manifest.migrations,
-                holds_data=manifest.holds_data,
-                tables=writer.tables,
-                extra=extra,
+            if change_schema is not None:
+                change_schema(extra["schema"]["objects"])
+            writer.finish(
+                Manifest(
+                    created_at=manifest.created_at,
+                    vendor=manifest.vendor,
+                    server_version=manifest.server_version,
+                    django_version=manifest.django_version,
+                    migrations=manifest.migrations,
+                    holds_data=manifest.holds_data,
+                    tables=writer.tables,
+                    extra=extra,
+                )
             )
-            writer.finish(data_manifest)
     return out
 
 
@@ -473,7 +489,7 @@ def test_restore__rows_breaking_a_foreign_key_fail_it_and_change_nothing(
     archive = tmp_path / "graph.kidoo-backup"
     run_backup(source, output=str(archive))
     # A re-written backup whose graph_b rows reference graph_a rows that do not exist.
-    bad = rewritten(archive, tmp_path, "graph_b", lambda row: row.replace(b"\t", b"\t9", 1))
+    bad = rewritten(archive, tmp_path, table="graph_b", change_row=lambda row: row.replace(b"\t", b"\t9", 1))
     target = scratch.postgres()
     execute(target, CONSTRAINT_GRAPH)
     before = rows(target, "SELECT count(*), sum(a_id) FROM graph_b")
@@ -483,38 +499,6 @@ def test_restore__rows_breaking_a_foreign_key_fail_it_and_change_nothing(
 
     assert rows(target, "SELECT count(*), sum(a_id) FROM graph_b") == before
     assert rows(target, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ops\\_restore\\_%%'") == [(0,)]
-
-
-def rewritten(archive: Path, tmp_path: Path, table: str, change_row: Any) -> Path:
-    """A copy of ``archive`` whose rows of ``table`` went through ``change_row`` (COPY text lines)."""
-    from ops.archive.format import iter_tables
-
-    with archive.open("rb") as handle:
-        manifest = verify_archive(handle)
-        handle.seek(0)
-        out = tmp_path / "rewritten.kidoo-backup"
-        with out.open("wb") as sink:
-            writer = ArchiveWriter(sink)
-            for entry, data in iter_tables(handle, manifest):
-                section = writer.begin_table(entry.name, entry.columns, entry.model)
-                text = b"".join(data)
-                if entry.name == table:
-                    text = b"".join(change_row(line) for line in text.splitlines(keepends=True))
-                section.data.write(text)
-                section.end(entry.rows)
-            writer.finish(
-                Manifest(
-                    created_at=manifest.created_at,
-                    vendor=manifest.vendor,
-                    server_version=manifest.server_version,
-                    django_version=manifest.django_version,
-                    migrations=manifest.migrations,
-                    holds_data=manifest.holds_data,
-                    tables=writer.tables,
-                    extra=manifest.extra,
-                )
-            )
-    return out
 
 
 def _table_object(name: str) -> pg_schema.SchemaObject:
