@@ -266,8 +266,8 @@ class _Finishing:
 
     ``keys``: per table, the statements attaching its keys to their (built) indexes.
     ``constraints``: checks and foreign keys, each added and validated once the tables it waits
-    for are keyed. ``tables``: every table of the schema, loaded or not (one the backup holds no
-    rows of is keyed at the start).
+    for are keyed. ``tables``: every table of the schema, loaded or not (those the backup holds
+    no rows of are small: their keys go with the small tables').
     """
 
     tables: frozenset[str]
@@ -365,10 +365,10 @@ def _load(
     """COPY every table, build its indexes, then its keys and constraints, on ``jobs`` connections.
 
     Each table is loaded in a transaction of its own with the TRUNCATE that lets COPY freeze its
-    rows. A table holding more than a ``jobs``-th of all rows is loaded
-    by ``jobs`` COPY streams at once instead (``_RowSplitter``; its rows are not frozen: that needs
-    one transaction). A table's indexes are built as soon as its rows are in, one task each, so
-    the indexes of the largest table are built side by side.
+    rows. A table holding more than a ``jobs``-th of all rows is loaded by ``jobs`` COPY streams
+    at once instead (``_RowSplitter``; its rows are not frozen: that needs one transaction). A
+    table's indexes are built as soon as its rows are in, one task each, so the indexes of the
+    largest table are built side by side.
 
     ``finishing`` (a recorded schema's): a table's keys are attached as soon as its indexes are
     built, and each check or foreign key added and validated as soon as the tables it waits for
