@@ -28,7 +28,7 @@ from ops.media.undo_logs import undo_log_lines
 from ops.repository.backups import FULL, UNDO_PREFIX, BackupInfo, BackupRepository, configured_repository
 from ops.repository.listing import human_size
 from ops.repository.signing import signature_state, signing_key_from_environment
-from ops.repository.stores import StoredObject
+from ops.repository.stores import RetryPolicy, StoredObject
 from ops.repository.verify import verify_backup
 
 SHOWN_BACKUPS = 50
@@ -37,6 +37,9 @@ SAMPLE_DAYS = 365
 # One Admin API listing per minute at most, whatever the number of views (Cloudinary's free plan
 # allows about 500 calls an hour, shared with the site).
 BACKUPS_CACHE_SECONDS = 60
+# The page's listing of the repository tries twice, a quarter second apart: with a command's six
+# tries and backoff, an unreachable Cloudinary held the page 8-15 s before it said so.
+PAGE_RETRY = RetryPolicy(attempts=2, first_delay=0.25, max_delay=0.25)
 # An undo log never changes once stored; a new run adds a new one.
 MEDIA_CACHE_SECONDS = 600
 VERIFY_TIME_LIMIT = 60.0
@@ -148,7 +151,7 @@ class _Listing:
 def _listing(database: str) -> tuple[BackupRepository, _Listing]:
     """The repository's objects and backups: one store listing (one Admin API call on Cloudinary)
     for the backups and the undo logs alike, kept for a minute whatever the number of views."""
-    repository = configured_repository(database)
+    repository = configured_repository(database, retry=PAGE_RETRY)
     location = hashlib.sha256(repository.description.encode()).hexdigest()[:16]
     key = f"ops:data-safety:listing:{database}:{location}"
     listing: _Listing | None = cache.get(key)

@@ -45,6 +45,7 @@ from ops.repository.stores import (
     NamespacedFolderStore,
     ObjectNotFound,
     ObjectStore,
+    RetryPolicy,
     StoredObject,
     check_key,
 )
@@ -618,11 +619,12 @@ def local_backup_folder() -> Path:
     return directory
 
 
-def configured_repository(database: str = "default") -> BackupRepository:
+def configured_repository(database: str = "default", *, retry: RetryPolicy | None = None) -> BackupRepository:
     """The repository OPS['BACKUP_REPOSITORY'] names: "local", "cloudinary" or "storage:<alias>".
 
     Unset: Cloudinary when its credentials are configured (an instance's disk does not survive a
-    deploy), else the local folder OPS['BACKUP_DIR'].
+    deploy), else the local folder OPS['BACKUP_DIR']. ``retry``: Cloudinary's calls' retries, if
+    not a command's (a web page answers sooner).
     """
     choice = ops_setting("BACKUP_REPOSITORY") or ("cloudinary" if cloudinary_is_configured() else "local")
     namespace = default_namespace(database)
@@ -638,7 +640,7 @@ def configured_repository(database: str = "default") -> BackupRepository:
                 "Set CLOUDINARY_URL (or CLOUDINARY_CLOUD_NAME, _API_KEY and _API_SECRET)."
             )
         folder = f"{str(ops_setting('BACKUP_CLOUDINARY_FOLDER')).strip('/')}/{namespace}"
-        return BackupRepository(CloudinaryStore(folder))
+        return BackupRepository(CloudinaryStore(folder, retry=retry))
     if isinstance(choice, str) and choice.startswith("storage:"):
         return BackupRepository(DjangoStorageStore(choice.removeprefix("storage:"), f"backups/{namespace}"))
     raise OpsConfigurationError(
