@@ -420,23 +420,25 @@ def _load(
         # Qualified: nothing a worker does may reach the live schema.
         return f"{shadow.schema}.{pg_load.quote_ident(entry.name)}"
 
-    def run(*statements: str) -> None:
-        """``statements`` in one transaction on this thread's connection."""
+    @contextlib.contextmanager
+    def in_transaction() -> Iterator[Any]:
+        """A cursor in a transaction of its own on this thread's connection (Django's errors)."""
         with (
             shadow.connection.wrap_database_errors,
             pg_copy.transaction(worker()) as connection,
             connection.cursor() as cursor,
         ):
+            yield cursor
+
+    def run(*statements: str) -> None:
+        """``statements`` in one transaction on this thread's connection."""
+        with in_transaction() as cursor:
             pg_schema.execute(cursor, statements)
 
     # Each task returns what it finished, as (event, table, rows) for the loop below.
     def copy(entry: TableEntry, source: Readable | None = None) -> list[tuple[str, str, int]]:
         """COPY the whole table (``source`` None), or the rows one stream of a split table gets."""
-        with (
-            shadow.connection.wrap_database_errors,
-            pg_copy.transaction(worker()) as connection,
-            connection.cursor() as cursor,
-        ):
+        with in_transaction() as cursor:
             if source is None:
                 # Truncated in this transaction, so COPY may write the rows frozen (see pg_load).
                 cursor.execute(f"TRUNCATE {qualified(entry)}")
@@ -447,11 +449,7 @@ def _load(
 
     def copy_batch(entries: list[TableEntry]) -> list[tuple[str, str, int]]:
         """COPY several small tables in one transaction (their indexes exist already)."""
-        with (
-            shadow.connection.wrap_database_errors,
-            pg_copy.transaction(worker()) as connection,
-            connection.cursor() as cursor,
-        ):
+        with in_transaction() as cursor:
             return [
                 (
                     "rows",
@@ -514,12 +512,9 @@ def _load(
         for name in constraint.waits_for:
             after_keys[name] = max(after_keys.get(name, 0.0), validation(constraint))
 
-    def after_builds(name: str) -> float:
-        return after_keys.get(name, 0.0)
-
     def after_rows(name: str) -> float:
         builds = _BUILD_COST * entries[name].rows if name in entries and deferred.builds(name) else 0.0
-        return builds + after_builds(name)
+        return builds + after_keys.get(name, 0.0)
 
     # Tasks ready to run, most work left first: when a big table's rows are in, its index builds
     # go before the COPY of smaller tables (a FIFO queue left them behind every smaller table's
@@ -540,7 +535,8 @@ def _load(
 
     def small_done() -> None:
         if any(name in finishing.keys for name in small) or among_small:
-            path = max((after_builds(name) for name in small), default=0.0)  # what waits for their keys
+            # As urgent as what waits for their keys.
+            path = max((after_keys.get(name, 0.0) for name in small), default=0.0)
             make_ready(path, finish_small, small, among_small, exclusive=small)
         else:
             for name in small:
@@ -556,13 +552,13 @@ def _load(
         builds = deferred.builds(name)
         builds_left[name] = len(builds)
         for statement in builds:
-            make_ready(_BUILD_COST * entries[name].rows + after_builds(name), build, name, statement)
+            make_ready(_BUILD_COST * entries[name].rows + after_keys.get(name, 0.0), build, name, statement)
         if not builds:
             indexes_done(name)
 
     def indexes_done(name: str) -> None:
         if finishing.keys.get(name):
-            make_ready(after_builds(name), attach_keys, name, exclusive=frozenset({name}))
+            make_ready(after_keys.get(name, 0.0), attach_keys, name, exclusive=frozenset({name}))
         else:
             keys_done(name)
 
