@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -223,18 +224,7 @@ def rewritten(
             extra = dict(manifest.extra)
             if change_schema is not None:
                 change_schema(extra["schema"]["objects"])
-            writer.finish(
-                Manifest(
-                    created_at=manifest.created_at,
-                    vendor=manifest.vendor,
-                    server_version=manifest.server_version,
-                    django_version=manifest.django_version,
-                    migrations=manifest.migrations,
-                    holds_data=manifest.holds_data,
-                    tables=writer.tables,
-                    extra=extra,
-                )
-            )
+            writer.finish(dataclasses.replace(manifest, tables=writer.tables, extra=extra))
     return out
 
 
